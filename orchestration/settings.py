@@ -1,0 +1,62 @@
+"""Where the project reads its configuration: the contracts' env vars, with sandbox defaults.
+
+Unset means sandbox. `SANDBOX_URL` moves every default base URL at once (tests start the sandbox
+on a free port); a service's own URL variable always wins. Secrets are handed to Dagster as
+`EnvVar` when set, so the UI and logs show the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SANDBOX_URL = "http://127.0.0.1:8765"
+
+# variable -> (sandbox path prefix for URLs | None, sandbox default value for everything else)
+SERVICE_ENV: dict[str, tuple[str | None, str]] = {
+    "PLYTIX_AUTH_URL": ("/plytix-auth", ""),
+    "PLYTIX_API_URL": ("/plytix", ""),
+    "PLYTIX_API_KEY": (None, "sandbox-plytix-key"),
+    "PLYTIX_API_PASSWORD": (None, "sandbox-plytix-password"),
+    "PHOTOSHELTER_API_URL": ("/photoshelter", ""),
+    "PHOTOSHELTER_API_KEY": (None, "sandbox-ps-key"),
+    "PHOTOSHELTER_EMAIL": (None, "dam@sandbox.example"),
+    "PHOTOSHELTER_PASSWORD": (None, "sandbox-ps-password"),
+    "PHOTOSHELTER_ORG_ID": (None, "O0000SANDBOX"),
+}
+SECRETS = {"PLYTIX_API_KEY", "PLYTIX_API_PASSWORD", "PHOTOSHELTER_API_KEY", "PHOTOSHELTER_PASSWORD"}
+
+
+def sandbox_url() -> str:
+    return os.environ.get("SANDBOX_URL", DEFAULT_SANDBOX_URL).rstrip("/")
+
+
+def env_value(name: str) -> str:
+    """The variable's value, or its sandbox default. For code outside Dagster (CLI, tests)."""
+    prefix, default = SERVICE_ENV[name]
+    if os.environ.get(name):
+        return os.environ[name]
+    return sandbox_url() + prefix if prefix else default
+
+
+def dagster_value(name: str) -> str | dg.EnvVar:
+    """For resource config: an `EnvVar` when the variable is set (resolved at run time, never shown),
+    else the sandbox default. Only the variable's presence is read here, never its value."""
+    if os.environ.get(name):
+        return dg.EnvVar(name)
+    return env_value(name)
+
+
+class ProjectSettings(BaseSettings):
+    """Project-level settings (not service credentials), from `CATALOG_OPS_*` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CATALOG_OPS_", extra="ignore")
+
+    warehouse_path: Path = Path("var/warehouse.duckdb")
+    partitions_start: date = date(2026, 8, 1)
+    rules_path: Path | None = None
+    dagster_ui_url: str = "http://127.0.0.1:3000"
