@@ -24,6 +24,12 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from orchestration.demo import run
+
+    return run(sandbox_port=args.sandbox_port, ui_port=args.port, products=args.products, seed=args.seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-ops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--faults", metavar="JSON",
                          help='fault specs per service, e.g. \'{"plytix": {"error_rate": 0.05}}\'')
     sandbox.set_defaults(func=_sandbox)
+    demo = commands.add_parser("demo", help="sandbox + latest partition materialised + Dagster UI")
+    demo.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    demo.add_argument("--sandbox-port", type=int, default=8765)
+    demo.add_argument("--products", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=_demo)
     return parser
 
 

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8765"
@@ -59,4 +60,6 @@ class ProjectSettings(BaseSettings):
     warehouse_path: Path = Path("var/warehouse.duckdb")
     partitions_start: date = date(2026, 8, 1)
     rules_path: Path | None = None
-    dagster_ui_url: str = "http://127.0.0.1:3000"
+    # DAGSTER_UI_URL is the contracts' public name for it.
+    dagster_ui_url: str = Field("http://127.0.0.1:3000",
+                                validation_alias=AliasChoices("DAGSTER_UI_URL", "CATALOG_OPS_DAGSTER_UI_URL"))

@@ -149,6 +149,7 @@ class HttpService:
         self.pacer = pacer or Pacer(None)
         self.sleep = sleep
         self._rng = random.Random(seed)
+        self.requests_sent = 0  # every attempt, for run metadata
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, follow_redirects=False,
                                    transport=transport, headers=headers)
 
@@ -170,6 +171,7 @@ class HttpService:
             self.pacer.wait()
             client_request_id = uuid.uuid4().hex
             headers = {**extra_headers, **(auth() if auth else {}), "X-Request-Id": client_request_id}
+            self.requests_sent += 1
             try:
                 response = self.client.request(method, path, headers=headers, **kwargs)
                 body = response.read()

@@ -1,0 +1,199 @@
+"""Extraction assets: what changed in Plytix and PhotoShelter on each day, streamed into DuckDB.
+
+Partitioned by day of change, so any past range can be backfilled from the APIs, in one run per
+range (`BackfillPolicy.single_run()`): one pass over the services for the whole window. The first
+partition also carries everything changed before it (the baseline). A malformed record goes to
+the source's quarantine table with its reason; the rest of the page is kept.
+"""
+
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+from pydantic import ValidationError
+
+from assets.warehouse import ensure_tables, staging, swap_in_staged, table_schema
+from orchestration.partitions import daily_partitions, day_bounds, is_first_partition, partition_days
+from resources.photoshelter import PhotoShelterImage, PhotoShelterResource
+from resources.plytix import PlytixProduct, PlytixResource, format_timestamp
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Changes younger than this may still be settling in the service's index (contract §7: hi = now - 2 min).
+SETTLE = timedelta(minutes=2)
+# The product fields read on every change: within Plytix's 50-field limit.
+PLYTIX_FIELDS = ["label", "status", "modified", "categories", "thumbnail"] + [
+    f"attributes.{label}" for label in (
+        "workflow_stage", "style_code", "product_family", "brand", "color", "size", "material", "sales_channels",
+        "description", "description_de", "description_fr", "marketplace_title", "launch_date", "hero_image",
+        "alternate_images", "image_approval_status", "usage_rights_channels", "usage_rights_market",
+        "license_expiration_date")
+]
+EXTRACTION_POLICY = dict(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb_warehouse",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+)
+
+
+def extraction_window(days: list[date], now: datetime) -> tuple[datetime, datetime]:
+    """[lo, hi) for a run over `days`; the first partition reaches back to the epoch."""
+    lo = EPOCH if is_first_partition(days[0]) else day_bounds(days[0])[0]
+    return lo, min(day_bounds(days[-1])[1], now - SETTLE)
+
+
+def partition_date(moment: datetime, first_day: date) -> date:
+    """The partition a change belongs to; baseline changes from before the range join its first day."""
+    return max(moment.astimezone(UTC).date(), first_day)
+
+
+def quarantine_row(day: date, source: str, record: object, reason: str, now: datetime) -> dict:
+    record_id = record.get("id") or record.get("image_id") if isinstance(record, dict) else None
+    return {"partition_date": day, "source": source, "record_id": None if record_id is None else str(record_id),
+            "reason": reason[:1000], "record": json.dumps(record, default=str)[:100_000], "quarantined_at": now}
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def plytix_rows(page: list[dict], first_day: date, now: datetime) -> tuple[list[dict], list[dict]]:
+    """Split one search page into warehouse rows and quarantined records."""
+    good, bad = [], []
+    for item in page:
+        try:
+            product = PlytixProduct.model_validate(item)
+            if product.modified is None:
+                raise ValueError("modified: missing")
+        except (ValidationError, ValueError) as exc:
+            reason = _reason(exc) if isinstance(exc, ValidationError) else str(exc)
+            bad.append(quarantine_row(first_day, "plytix", item, reason, now))
+            continue
+        good.append({
+            "partition_date": partition_date(product.modified, first_day), "id": product.id, "sku": product.sku,
+            "label": product.label, "status": product.status, "modified": product.modified,
+            "parent_id": product.parent_id, "num_variations": product.num_variations,
+            "categories": product.categories, "thumbnail": product.thumbnail,
+            "attributes": json.dumps(product.attributes), "extracted_at": now,
+        })
+    return good, bad
+
+
+def _summary(rows: int, quarantined: int, lo: datetime, hi: datetime, days: list[date]) -> str:
+    share = quarantined / (rows + quarantined) if rows + quarantined else 0.0
+    return (f"**{rows:,}** changes kept, **{quarantined:,}** quarantined ({share:.2%}) for "
+            f"{days[0]} … {days[-1]} (window `{format_timestamp(lo)}` → `{format_timestamp(hi)}`).")
+
+
+@dg.asset(
+    group_name="catalog", kinds={"plytix", "duckdb"}, owners=["team:catalog-operations"],
+    description="Every Plytix product change, by day of change (one row per product version).",
+    **EXTRACTION_POLICY,
+)
+def plytix_product_changes(context: dg.AssetExecutionContext, plytix: PlytixResource,
+                           warehouse: DuckDBResource) -> dg.MaterializeResult:
+    days = partition_days(context)
+    now = datetime.now(UTC)
+    lo, hi = extraction_window(days, now)
+    client = plytix.get_client()
+    kept = quarantined = pages = 0
+    with staging(warehouse.database) as area:
+        area.create("plytix_product_changes")
+        area.create("plytix_quarantine")
+        for page in client.iter_modified(lo, hi, PLYTIX_FIELDS):
+            good, bad = plytix_rows(page, days[0], now)
+            area.append("plytix_product_changes", pd.DataFrame(good))
+            area.append("plytix_quarantine", pd.DataFrame(bad))
+            kept, quarantined, pages = kept + len(good), quarantined + len(bad), pages + 1
+        with warehouse.get_connection() as con:
+            ensure_tables(con)
+            swap_in_staged(con, area, ["plytix_product_changes", "plytix_quarantine"], days[0],
+                           days[-1] + timedelta(days=1))
+    if quarantined:
+        context.log.warning(f"{quarantined} Plytix record(s) quarantined; see table plytix_quarantine")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": kept, "records_quarantined": quarantined, "pages_read": pages,
+        "api_requests": client.api.requests_sent, "window_start": lo.isoformat(), "window_end": hi.isoformat(),
+        "dagster/column_schema": table_schema("plytix_product_changes"),
+        "summary": dg.MetadataValue.md(_summary(kept, quarantined, lo, hi, days)),
+    })
+
+
+def photoshelter_rows(images: list[PhotoShelterImage], lo: datetime, hi: datetime, first_day: date,
+                      now: datetime) -> list[dict]:
+    rows = []
+    for image in images:
+        if image.updated_at is None or not lo <= image.updated_at < hi:
+            continue
+        row = image.model_dump(include={
+            "image_id", "gallery_id", "file_name", "updated_at", "link", "sku", "style_code", "product_family",
+            "approval_status", "usage_ecommerce", "usage_social", "usage_print", "usage_marketplaces",
+            "licensed_market", "license_expiration_date"})
+        rows.append({**row, "keywords": image.keywords, "partition_date": partition_date(image.updated_at, first_day),
+                     "extracted_at": now})
+    return rows
+
+
+@dg.asset(
+    group_name="images", kinds={"photoshelter", "duckdb"}, owners=["team:content-operations"],
+    description="Every PhotoShelter image change (metadata, approval, usage rights), by day of change. "
+                "The DAM has no 'updated since' filter, so each run walks every gallery.",
+    **EXTRACTION_POLICY,
+)
+def photoshelter_image_changes(context: dg.AssetExecutionContext, photoshelter: PhotoShelterResource,
+                               warehouse: DuckDBResource) -> dg.MaterializeResult:
+    days = partition_days(context)
+    now = datetime.now(UTC)
+    lo, hi = extraction_window(days, now)
+    client = photoshelter.get_client()
+    kept = quarantined = pages = 0
+    with staging(warehouse.database) as area:
+        area.create("photoshelter_image_changes")
+        area.create("photoshelter_quarantine")
+        for gallery in client.iter_galleries():
+            for page in client.iter_gallery_pages(gallery["gallery_id"]):
+                images, bad = [], []
+                for item in page.items:
+                    try:
+                        images.append(PhotoShelterImage.from_listing(item, page.gallery_id))
+                    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+                        reason = _reason(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+                        bad.append(quarantine_row(days[0], "photoshelter", item, reason, now))
+                rows = photoshelter_rows(images, lo, hi, days[0], now)
+                area.append("photoshelter_image_changes", pd.DataFrame(rows))
+                area.append("photoshelter_quarantine", pd.DataFrame(bad))
+                kept, quarantined, pages = kept + len(rows), quarantined + len(bad), pages + 1
+        with warehouse.get_connection() as con:
+            ensure_tables(con)
+            swap_in_staged(con, area, ["photoshelter_image_changes", "photoshelter_quarantine"], days[0],
+                           days[-1] + timedelta(days=1))
+    if quarantined:
+        context.log.warning(f"{quarantined} PhotoShelter record(s) quarantined; see table photoshelter_quarantine")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": kept, "records_quarantined": quarantined, "pages_read": pages,
+        "api_requests": client.http.requests_sent, "window_start": lo.isoformat(), "window_end": hi.isoformat(),
+        "dagster/column_schema": table_schema("photoshelter_image_changes"),
+        "summary": dg.MetadataValue.md(_summary(kept, quarantined, lo, hi, days)),
+    })
+
+
+@dg.asset(
+    group_name="catalog", kinds={"plytix", "duckdb"}, owners=["team:catalog-operations"], pool="duckdb_warehouse",
+    description="The Plytix category tree (id, name, path), refreshed whole: it is small.",
+)
+def plytix_categories(plytix: PlytixResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    now = datetime.now(UTC)
+    rows = [{"id": c["id"], "name": c["name"], "path": c["path"], "refreshed_at": now}
+            for c in plytix.get_client().iter_categories()]
+    frame = pd.DataFrame(rows, columns=["id", "name", "path", "refreshed_at"])  # noqa: F841 (read by SQL)
+    with warehouse.get_connection() as con:
+        ensure_tables(con)
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM plytix_categories")
+        con.execute("INSERT INTO plytix_categories BY NAME SELECT * FROM frame")
+        con.execute("COMMIT")
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(rows),
+                                          "dagster/column_schema": table_schema("plytix_categories")})

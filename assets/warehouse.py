@@ -1,0 +1,149 @@
+"""The DuckDB warehouse: table layouts and the one way partitions are written.
+
+A partition is replaced, never appended to: its window is deleted and the new rows inserted in one
+transaction, so a re-run (or a backfill over it) gives the same table and a crash mid-write leaves
+the previous complete version. Extraction streams API pages into a per-run staging file first, so
+the warehouse's single writer lock is held only for the swap, not for an hour of HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+QUARANTINE_COLUMNS = """
+        partition_date DATE, source VARCHAR, record_id VARCHAR, reason VARCHAR, record JSON,
+        quarantined_at TIMESTAMPTZ"""
+# Every table the assets write, created on first use. Names are fixed here, never taken from input.
+TABLES: dict[str, str] = {
+    "plytix_product_changes": """
+        partition_date DATE, id VARCHAR, sku VARCHAR, label VARCHAR, status VARCHAR, modified TIMESTAMPTZ,
+        parent_id VARCHAR, num_variations INTEGER, categories VARCHAR[], thumbnail VARCHAR, attributes JSON,
+        extracted_at TIMESTAMPTZ""",
+    "photoshelter_image_changes": """
+        partition_date DATE, image_id VARCHAR, gallery_id VARCHAR, file_name VARCHAR, updated_at TIMESTAMPTZ,
+        keywords VARCHAR[], link VARCHAR, sku VARCHAR, style_code VARCHAR, product_family VARCHAR,
+        approval_status VARCHAR, usage_ecommerce VARCHAR, usage_social VARCHAR, usage_print VARCHAR,
+        usage_marketplaces VARCHAR, licensed_market VARCHAR, license_expiration_date DATE,
+        extracted_at TIMESTAMPTZ""",
+    "plytix_quarantine": QUARANTINE_COLUMNS,
+    "photoshelter_quarantine": QUARANTINE_COLUMNS,
+    "plytix_categories": "id VARCHAR, name VARCHAR, path VARCHAR[], refreshed_at TIMESTAMPTZ",
+    "catalog_snapshot": """
+        snapshot_date DATE, product_id VARCHAR, sku VARCHAR, sku_key VARCHAR, label VARCHAR, status VARCHAR,
+        workflow_stage VARCHAR, modified TIMESTAMPTZ, parent_id VARCHAR, num_variations INTEGER,
+        is_variant BOOLEAN, category_ids VARCHAR[], category_path VARCHAR[], category_root VARCHAR,
+        style_code VARCHAR, product_family VARCHAR, brand VARCHAR, sales_channels VARCHAR[],
+        hero_image_id VARCHAR, alternate_image_ids VARCHAR[], locales VARCHAR[], attributes JSON""",
+    "product_images": """
+        snapshot_date DATE, product_id VARCHAR, sku VARCHAR, image_id VARCHAR, match_type VARCHAR,
+        image_role VARCHAR, approval_status VARCHAR, usable BOOLEAN, license_expiration_date DATE,
+        licensed_market VARCHAR, allowed_channels VARCHAR[], rights_valid_channels VARCHAR[],
+        shared_by_duplicate_sku BOOLEAN""",
+    "orphan_images": """
+        snapshot_date DATE, image_id VARCHAR, gallery_id VARCHAR, sku VARCHAR, style_code VARCHAR,
+        product_family VARCHAR, approval_status VARCHAR""",
+    "catalog_quality_report": """
+        report_date DATE, product_id VARCHAR, sku VARCHAR, rule VARCHAR, severity VARCHAR, owner VARCHAR,
+        category_root VARCHAR, detail VARCHAR, first_seen DATE, last_seen DATE, state VARCHAR""",
+}
+
+
+def table_schema(table: str):
+    """The table's columns as Dagster column-schema metadata."""
+    import dagster as dg
+
+    columns = [c.strip() for c in " ".join(TABLES[table].split()).split(",") if c.strip()]
+    return dg.TableSchema(columns=[dg.TableColumn(c.split(" ", 1)[0], c.split(" ", 1)[1]) for c in columns])
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for name, columns in TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+
+
+def replace_partitions(con: duckdb.DuckDBPyConnection, table: str, date_column: str, start: date, end: date,
+                       select_sql: str, params: list | dict | None = None) -> int:
+    """Delete `table`'s rows with `start <= date_column < end`, insert `select_sql`, atomically.
+
+    For backfills and re-execution: the same partition written twice is the same partition.
+    """
+    with transaction(con):
+        return replace_rows(con, table, date_column, start, end, select_sql, params)
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def replace_rows(con, table: str, date_column: str, start: date, end: date, select_sql: str,
+             params: list | dict | None = None) -> int:
+    if table not in TABLES or date_column not in TABLES[table]:
+        raise ValueError(f"unknown warehouse table or column: {table}.{date_column}")
+    con.execute(f"DELETE FROM {table} WHERE {date_column} >= $start AND {date_column} < $end",  # noqa: S608
+                {"start": start, "end": end})
+    return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", params or []).fetchone()[0]
+
+
+class StagingArea:
+    """A run-private DuckDB file that extraction streams pages into before the warehouse swap."""
+
+    def __init__(self, warehouse_path: str | Path):
+        folder = Path(warehouse_path).resolve().parent / "staging"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{uuid.uuid4().hex}.duckdb"
+        self.con = duckdb.connect(str(self.path))
+
+    def create(self, table: str) -> None:
+        self.con.execute(f"CREATE TABLE {table} ({TABLES[table]})")
+
+    def append(self, table: str, frame: pd.DataFrame) -> None:
+        if len(frame):
+            self.con.register("page_frame", frame)
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM page_frame")  # noqa: S608
+            self.con.unregister("page_frame")
+
+    def finish(self) -> None:
+        """Flush and close the staging file so the warehouse can attach it."""
+        self.con.execute("CHECKPOINT")
+        self.con.close()
+
+    def close(self) -> None:
+        self.con.close()
+        self.path.unlink(missing_ok=True)
+        self.path.with_suffix(".duckdb.wal").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staging(warehouse_path: str | Path) -> Iterator[StagingArea]:
+    area = StagingArea(warehouse_path)
+    try:
+        yield area
+    finally:
+        area.close()
+
+
+def swap_in_staged(con: duckdb.DuckDBPyConnection, area: StagingArea, tables: list[str], start: date,
+                   end: date) -> dict[str, int]:
+    """Replace partitions [start, end) of each staged table (by `partition_date`) in one transaction."""
+    area.finish()
+    con.execute(f"ATTACH '{area.path}' AS staged (READ_ONLY)")  # our own uuid path, not input
+    try:
+        with transaction(con):
+            return {t: replace_rows(con, t, "partition_date", start, end, f"SELECT * FROM staged.{t}")  # noqa: S608
+                    for t in tables}
+    finally:
+        con.execute("DETACH staged")

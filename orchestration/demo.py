@@ -1,0 +1,104 @@
+"""`make demo`: the sandbox, the latest catalog partition materialised, and the Dagster UI.
+
+Both servers run in their own process groups so one Ctrl-C here stops them in order: `dagster dev`
+ignores SIGTERM, so it gets SIGINT and time to shut its daemon down, then the sandbox stops.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DAGSTER_YAML = """\
+# Project-local instance for the demo: runs, event logs and schedules in SQLite under this folder.
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the sandbox exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/_sandbox/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise SystemExit(f"the sandbox did not answer on {url} within {seconds:.0f} s")
+
+
+def _stop(proc: subprocess.Popen, sig: int, grace_s: float) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def dagster_home() -> Path:
+    home = ROOT / ".dagster_home"
+    home.mkdir(exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return home
+
+
+def run(sandbox_port: int = 8765, ui_port: int = 3000, products: int = 2000, seed: int = 7) -> int:
+    for port in (sandbox_port, ui_port):
+        if _port_in_use(port):
+            print(f"port {port} is already in use on 127.0.0.1: stop what runs there (an earlier demo?)",
+                  file=sys.stderr)
+            return 1
+    bin_dir = Path(sys.executable).parent
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home()), "SANDBOX_URL": sandbox_url}
+    (ROOT / "var").mkdir(exist_ok=True)
+    print(f"starting the sandbox on {sandbox_url} ({products} products, seed {seed})")
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "sandbox", "--port", str(sandbox_port), "--seed", str(seed),
+         "--products", str(products)], cwd=ROOT, env=env, start_new_session=True)
+    dagster = None
+    try:
+        _wait_healthy(sandbox_url, sandbox)
+        materialise_latest = ROOT / "orchestration" / "materialize_latest.py"
+        if materialise_latest.exists():
+            print("materialising the latest catalog partition")
+            subprocess.run([sys.executable, str(materialise_latest)], cwd=ROOT, env=env, check=True)
+        print(f"starting the Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
+        dagster = subprocess.Popen(
+            [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)],
+            cwd=ROOT, env=env, start_new_session=True)
+        while dagster.poll() is None and sandbox.poll() is None:
+            time.sleep(0.5)
+        return dagster.returncode or sandbox.returncode or 0
+    except KeyboardInterrupt:
+        print("\nstopping the Dagster UI and the sandbox")
+        return 0
+    finally:
+        if dagster is not None:
+            _stop(dagster, signal.SIGINT, grace_s=30)
+        _stop(sandbox, signal.SIGTERM, grace_s=10)
