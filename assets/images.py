@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.checks import NO_FAN_OUT, join_does_not_fan_out
 from assets.extraction import photoshelter_image_changes
 from assets.snapshot import catalog_snapshot
 from assets.warehouse import ensure_tables, replace_rows, table_schema, transaction
@@ -116,7 +117,7 @@ def join_summary(con, day: date) -> tuple[dict, str]:
 @dg.asset(
     deps=[catalog_snapshot, photoshelter_image_changes], partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(), pool="duckdb_warehouse", group_name="images",
-    kinds={"duckdb"}, owners=["team:content-operations"],
+    kinds={"duckdb"}, owners=["team:content-operations"], check_specs=[NO_FAN_OUT],
     description="Each product with its PhotoShelter images matched by SKU, else style code, else family: hero and "
                 "alternates, approval, usage rights valid on D per channel; products with no usable image; "
                 "orphan images (table orphan_images).",
@@ -127,5 +128,6 @@ def product_images(context: dg.AssetExecutionContext, warehouse: DuckDBResource)
         for day in partition_days(context):
             build_product_images(con, day)
         metadata, markdown = join_summary(con, partition_days(context)[-1])
+        checks = [join_does_not_fan_out(con, partition_days(context))]
     return dg.MaterializeResult(metadata={**metadata, "dagster/column_schema": table_schema("product_images"),
-                                          "summary": dg.MetadataValue.md(markdown)})
+                                          "summary": dg.MetadataValue.md(markdown)}, check_results=checks)

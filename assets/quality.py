@@ -11,10 +11,12 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from assets.checks import REPORT_NOT_EMPTY, report_not_empty
 from assets.images import product_images
 from assets.rules import QualityRules, load_rules
 from assets.warehouse import ensure_tables, replace_partitions, table_schema
 from orchestration.partitions import daily_partitions, partition_days
+from orchestration.settings import ProjectSettings
 
 FINDINGS_SQL = """
 CREATE OR REPLACE TEMP TABLE raw_findings AS
@@ -204,15 +206,17 @@ def report_summary(con, day: date) -> tuple[dict, str]:
 @dg.asset(
     deps=[product_images], partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
     pool="duckdb_warehouse", group_name="quality", kinds={"duckdb"}, owners=["team:catalog-operations"],
+    check_specs=[REPORT_NOT_EMPTY],
     description="One row per (product, rule) finding with severity, owner, first/last seen and whether it is new, "
                 "persisting or resolved compared with D-1. Rules, owners and thresholds: orchestration/rules.yaml.",
 )
 def catalog_quality_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
-    rules = load_rules()
+    rules = load_rules(ProjectSettings().rules_path)
     with warehouse.get_connection() as con:
         ensure_tables(con)
         for day in partition_days(context):  # in order: each day is compared with the one before
             build_report(con, day, rules)
         metadata, markdown = report_summary(con, partition_days(context)[-1])
+        checks = [report_not_empty(con, partition_days(context))]
     return dg.MaterializeResult(metadata={**metadata, "dagster/column_schema": table_schema("catalog_quality_report"),
-                                          "summary": dg.MetadataValue.md(markdown)})
+                                          "summary": dg.MetadataValue.md(markdown)}, check_results=checks)

@@ -6,10 +6,13 @@ from datetime import date, timedelta
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.extraction import plytix_categories, plytix_product_changes
+from assets.checks import MATCHES_SOURCE, SKU_UNIQUE, matches_source_total, sku_unique
+from assets.extraction import EPOCH, plytix_categories, plytix_product_changes
 from assets.rules import load_rules
 from assets.warehouse import ensure_tables, replace_partitions, table_schema
 from orchestration.partitions import daily_partitions, partition_days
+from orchestration.settings import ProjectSettings
+from resources.plytix import PlytixResource, format_timestamp
 
 # Latest version of each product from every change up to D; categories resolved to their paths.
 SNAPSHOT_SQL = """
@@ -41,7 +44,7 @@ LEFT JOIN locales loc ON loc.id = l.id
 
 
 def build_snapshot(con, day: date) -> int:
-    rules = load_rules()
+    rules = load_rules(ProjectSettings().rules_path)
     locales = ["en", *rules.locales]
     attributes = ["description", *rules.locales.values()]
     return replace_partitions(con, "catalog_snapshot", "snapshot_date", day, day + timedelta(days=1), SNAPSHOT_SQL,
@@ -62,15 +65,24 @@ def snapshot_summary(con, day: date) -> tuple[dict, str]:
 @dg.asset(
     deps=[plytix_product_changes, plytix_categories], partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(), pool="duckdb_warehouse", group_name="catalog",
-    kinds={"duckdb"}, owners=["team:catalog-operations"],
+    kinds={"duckdb"}, owners=["team:catalog-operations"], check_specs=[SKU_UNIQUE, MATCHES_SOURCE],
     description="Every product as it stood at the end of day D: the latest version of each product from all "
                 "changes up to D, with workflow stage, category path, family/variants and locales present.",
 )
-def catalog_snapshot(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def catalog_snapshot(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+                     plytix: PlytixResource) -> dg.MaterializeResult:
+    days = partition_days(context)
+    client = plytix.get_client()
+
+    def count_source(hi):
+        return client.count_products([[{"field": "modified", "operator": "gte", "value": format_timestamp(EPOCH)},
+                                       {"field": "modified", "operator": "lt", "value": format_timestamp(hi)}]])
+
     with warehouse.get_connection() as con:
         ensure_tables(con)
-        for day in partition_days(context):
+        for day in days:
             build_snapshot(con, day)
-        metadata, markdown = snapshot_summary(con, partition_days(context)[-1])
+        metadata, markdown = snapshot_summary(con, days[-1])
+        checks = [sku_unique(con, days), matches_source_total(con, days, count_source)]
     return dg.MaterializeResult(metadata={**metadata, "dagster/column_schema": table_schema("catalog_snapshot"),
-                                          "summary": dg.MetadataValue.md(markdown)})
+                                          "summary": dg.MetadataValue.md(markdown)}, check_results=checks)

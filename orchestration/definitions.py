@@ -10,8 +10,10 @@ from assets.quality import catalog_quality_report
 from assets.snapshot import catalog_snapshot
 from orchestration.resources import build_resources
 
+catalog_assets = [plytix_product_changes, plytix_categories, photoshelter_image_changes, catalog_snapshot,
+                  product_images, catalog_quality_report]
+
 defs = dg.Definitions(
-    assets=[plytix_product_changes, plytix_categories, photoshelter_image_changes, catalog_snapshot, product_images,
-            catalog_quality_report],
+    assets=catalog_assets,
     resources=build_resources(),
 )

@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from resources.http import AuthenticationFailed, MalformedResponse, ServiceUnavailable, UnexpectedRedirect
+from resources.http import (
+    AuthenticationFailed,
+    MalformedResponse,
+    ServiceUnavailable,
+    UnexpectedRedirect,
+)
 from resources.plytix import PlytixClient, PlytixProduct, parse_timestamp
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
