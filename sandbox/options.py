@@ -38,6 +38,11 @@ class SandboxOptions(BaseModel):
     share_family_mismatch: float = Field(0.02, ge=0, le=1)
     share_missing_translations: float = Field(0.04, ge=0, le=1)
 
+    # The sandbox's own clock for write timestamps (a PATCH's `modified`, an image's `updated_at`):
+    # empty is real time; an ISO instant starts a clock there that then runs at real speed, so tests
+    # can make "tomorrow's" changes without waiting a day.
+    sandbox_clock: str = ""
+
     # --- Plytix (plytix.md) ---
     plytix_token_ttl_s: int = Field(900, ge=1)
     plytix_rate_per_10s: int = Field(20, ge=1)

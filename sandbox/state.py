@@ -26,6 +26,7 @@ class SandboxState:
         self.lock = threading.RLock()  # handlers run on the event loop; the lock guards admin calls
         self.service_state: dict[str, Any] = {}  # tokens, sessions and limiters, per service
         self.con: duckdb.DuckDBPyConnection
+        self._clock_base: tuple[str, datetime, datetime] | None = None
         self.build()
 
     def build(self) -> None:
@@ -43,10 +44,18 @@ class SandboxState:
         self.faults.clear()
         self.build()
 
-    @staticmethod
-    def now() -> datetime:
-        """Naive UTC now, the sandbox's timestamp convention in DuckDB."""
-        return datetime.now(UTC).replace(tzinfo=None)
+    def now(self) -> datetime:
+        """Naive UTC now (the sandbox's convention in DuckDB), on the `sandbox_clock` if one is set."""
+        real = datetime.now(UTC).replace(tzinfo=None)
+        setting = self.options.sandbox_clock
+        if not setting:
+            return real
+        if self._clock_base is None or self._clock_base[0] != setting:
+            start = datetime.fromisoformat(setting.replace("Z", "+00:00"))
+            start = start.astimezone(UTC).replace(tzinfo=None) if start.tzinfo else start
+            self._clock_base = (setting, start, real)
+        _, start, set_at = self._clock_base
+        return start + (real - set_at)
 
     def record_write(self, service: str, method: str, path: str, status: int, body: Any) -> None:
         self._write_seq += 1
