@@ -310,7 +310,7 @@ class PhotoShelterResource(dg.ConfigurableResource):
     email: str
     password: str
     org_id: str
-    max_requests_per_second: float = Field(5.0, description="Client-side pace (the service allows about 10/s).")
+    max_requests_per_second: float = Field(8.0, description="Client-side pace (the service allows 10/s).")
     timeout_s: float = 30.0
     max_attempts: int = 8
     _client: PhotoShelterClient | None = PrivateAttr(None)
