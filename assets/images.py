@@ -55,7 +55,7 @@ WITH matched AS (
            list_filter([CASE WHEN i.usage_ecommerce = 'Allowed' THEN 'E-commerce' END,
                         CASE WHEN i.usage_social = 'Allowed' THEN 'Social' END,
                         CASE WHEN i.usage_print = 'Allowed' THEN 'Print' END,
-                        CASE WHEN i.usage_marketplaces = 'Allowed' THEN 'Marketplaces' END], x -> x IS NOT NULL)
+                        CASE WHEN i.usage_marketplaces = 'Allowed' THEN 'Marketplaces' END], lambda x: x IS NOT NULL)
                AS allowed_channels,
            count(*) OVER (PARTITION BY m.image_id) > 1 AS shared_by_duplicate_sku
     FROM image_matches m JOIN images_as_of i USING (image_id)

@@ -138,6 +138,12 @@ class WorldGenerator:
             "stage": rng.choice(taxonomy.WORKFLOW_STAGES),
         }
 
+    def _is_duplicate(self, index: int) -> bool:
+        """Whether product `index` re-uses the previous product's SKU: drawn on its own stream so
+        the neighbour can ask too (image defects are kept off both products of a pair)."""
+        # Only variant after variant: a parent's style-level shots would lose their style fallback.
+        return index % 4 >= 2 and self._rng(6, index).random() < self.o.share_duplicate_sku
+
     # --- build ---
     def build(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(SCHEMA)
@@ -200,7 +206,7 @@ class WorldGenerator:
         is_parent = pos == 0
         sku = sku_of(index)
         truth = chunk.truth.append
-        if index > 0 and not is_parent and rng.random() < o.share_duplicate_sku:
+        if self._is_duplicate(index):
             sku = " " + sku_of(index - 1).lower()  # the same SKU typed differently
             truth(("duplicate_sku", pid))
             truth(("duplicate_sku", product_id(index - 1)))
@@ -274,10 +280,12 @@ class WorldGenerator:
         if style["no_images"] or o.images_per_product == 0:
             chunk.truth.append(("missing_images", pid))
             return []
-        # Defects are drawn for every product, whatever its images, so the draws stay aligned.
-        unapproved = rng.random() < o.share_unapproved_images
-        expired = not unapproved and rng.random() < o.share_expired_rights
-        expiring = not (unapproved or expired) and rng.random() < o.share_expiring_rights
+        # Defects are drawn for every product, whatever its images, so the draws stay aligned. A pair
+        # sharing a SKU shares its images too, so image defects there would not be observable.
+        in_pair = self._is_duplicate(index) or (index + 1 < self.n and self._is_duplicate(index + 1))
+        unapproved = rng.random() < o.share_unapproved_images and not in_pair
+        expired = rng.random() < o.share_expired_rights and not (unapproved or in_pair)
+        expiring = rng.random() < o.share_expiring_rights and not (unapproved or expired or in_pair)
         for kind, flag in (("unapproved_images", unapproved), ("expired_rights", expired), ("expiring_rights", expiring)):
             if flag:
                 chunk.truth.append((kind, pid))
