@@ -8,7 +8,7 @@ from assets.extraction import photoshelter_image_changes, plytix_categories, ply
 from assets.images import product_images
 from assets.quality import catalog_quality_report
 from assets.snapshot import catalog_snapshot
-from orchestration.resources import build_resources
+from orchestration.resource_defs import build_resources
 
 catalog_assets = [plytix_product_changes, plytix_categories, photoshelter_image_changes, catalog_snapshot,
                   product_images, catalog_quality_report]

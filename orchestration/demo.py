@@ -67,7 +67,18 @@ def dagster_home() -> Path:
     return home
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _default_sigint() -> None:
+    # Started from a script or `&`, SIGINT may arrive ignored, and children inherit that: restore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(sandbox_port: int = 8765, ui_port: int = 3000, products: int = 2000, seed: int = 7) -> int:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     for port in (sandbox_port, ui_port):
         if _port_in_use(port):
             print(f"port {port} is already in use on 127.0.0.1: stop what runs there (an earlier demo?)",
@@ -80,18 +91,18 @@ def run(sandbox_port: int = 8765, ui_port: int = 3000, products: int = 2000, see
     print(f"starting the sandbox on {sandbox_url} ({products} products, seed {seed})")
     sandbox = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "sandbox", "--port", str(sandbox_port), "--seed", str(seed),
-         "--products", str(products)], cwd=ROOT, env=env, start_new_session=True)
+         "--products", str(products)], cwd=ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint)
     dagster = None
     try:
         _wait_healthy(sandbox_url, sandbox)
-        materialise_latest = ROOT / "orchestration" / "materialize_latest.py"
-        if materialise_latest.exists():
-            print("materialising the latest catalog partition")
-            subprocess.run([sys.executable, str(materialise_latest)], cwd=ROOT, env=env, check=True)
+        print("materialising the catalog: every change up to the latest partition, then its snapshot, "
+              "image join and quality report")
+        if subprocess.run([sys.executable, "-m", "orchestration.materialize_latest"], cwd=ROOT, env=env).returncode:
+            print("materialisation failed: the UI still opens so you can see why in the run's logs", file=sys.stderr)
         print(f"starting the Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
         dagster = subprocess.Popen(
             [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)],
-            cwd=ROOT, env=env, start_new_session=True)
+            cwd=ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint)
         while dagster.poll() is None and sandbox.poll() is None:
             time.sleep(0.5)
         return dagster.returncode or sandbox.returncode or 0

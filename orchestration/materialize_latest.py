@@ -13,7 +13,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from orchestration.definitions import catalog_assets
 from orchestration.partitions import daily_partitions
-from orchestration.resources import build_resources
+from orchestration.resource_defs import build_resources
 
 EXTRACTION = ["plytix_product_changes", "plytix_categories", "photoshelter_image_changes"]
 DERIVED = ["catalog_snapshot", "product_images", "catalog_quality_report"]

@@ -46,7 +46,7 @@ def test_blocking_checks_are_the_ones_that_make_downstream_wrong():
 
 def test_secrets_set_in_the_environment_reach_dagster_as_env_vars(monkeypatch):
     monkeypatch.setenv("PLYTIX_API_PASSWORD", "s3cret-from-env")
-    from orchestration.resources import build_resources
+    from orchestration.resource_defs import build_resources
 
     plytix = build_resources()["plytix"]
     assert isinstance(plytix.api_password, dg.EnvVar) and plytix.api_password.env_var_name == "PLYTIX_API_PASSWORD"
