@@ -292,7 +292,7 @@ def routes(state) -> list[Route]:
     async def rendition(request: Request) -> Response:
         return Response(b"\xff\xd8\xff\xe0sandbox-rendition\xff\xd9", media_type="image/jpeg")
 
-    async def not_found(request: Request) -> Response:
+    async def not_found(request: Request, _) -> Response:
         return fail(404, "NotFound", "Not found")
 
     member = "/psapi/v3/mem"
@@ -311,7 +311,7 @@ def routes(state) -> list[Route]:
         Route(f"{member}/image/{{image_id}}/iptc/update", endpoint(iptc_update), methods=["GET", "POST"]),
         Route(f"{member}/image/{{image_id}}/link", endpoint(link)),
         Route("/img-get2/{image_id}/{spec}", rendition),
-        Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/{rest:path}", endpoint(not_found, member=False), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
 
 
