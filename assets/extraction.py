@@ -15,7 +15,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import ValidationError
 
-from assets.warehouse import ensure_tables, staging, swap_in_staged, table_schema
+from assets.warehouse import ensure_tables, staging, swap_in_staged, table_schema, transaction
 from orchestration.partitions import daily_partitions, day_bounds, is_first_partition, partition_days
 from resources.photoshelter import PhotoShelterImage, PhotoShelterResource
 from resources.plytix import PlytixProduct, PlytixResource, format_timestamp
@@ -197,3 +197,39 @@ def plytix_categories(plytix: PlytixResource, warehouse: DuckDBResource) -> dg.M
         con.execute("COMMIT")
     return dg.MaterializeResult(metadata={"dagster/row_count": len(rows),
                                           "dagster/column_schema": table_schema("plytix_categories")})
+
+
+# Known products Plytix no longer lists are deleted as of now; one that comes back is not.
+RECONCILE_SQL = ["""
+INSERT INTO plytix_deletions
+SELECT DISTINCT c.id, $now FROM plytix_product_changes c
+WHERE c.id NOT IN (SELECT id FROM live_ids) AND c.id NOT IN (SELECT id FROM plytix_deletions)
+""", "DELETE FROM plytix_deletions WHERE id IN (SELECT id FROM live_ids)"]
+
+
+@dg.asset(
+    deps=[plytix_product_changes], group_name="catalog", kinds={"plytix", "duckdb"},
+    owners=["team:catalog-operations"], pool="duckdb_warehouse",
+    description="Full-ID reconciliation: every product id Plytix lists now, compared with the ids the warehouse "
+                "knows. Products no longer listed are recorded as deleted (table plytix_deletions) and leave "
+                "every snapshot of a day after their detection. Run it periodically (a full list costs one "
+                "request per 100 products).",
+)
+def plytix_deleted_products(plytix: PlytixResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    now = datetime.now(UTC)
+    client = plytix.get_client()
+    ids = [item["id"] for page in client.iter_product_pages([], []) for item in page]
+    live_ids = pd.DataFrame({"id": sorted(set(ids))})  # noqa: F841 (read by SQL)
+    with warehouse.get_connection() as con:
+        ensure_tables(con)
+        with transaction(con):
+            con.execute(RECONCILE_SQL[0], {"now": now})
+            con.execute(RECONCILE_SQL[1])
+        deleted, recent = con.execute("SELECT count(*), count(*) FILTER (WHERE detected_at = ?) "
+                                      "FROM plytix_deletions", [now]).fetchone()
+    return dg.MaterializeResult(metadata={
+        "live_products": len(set(ids)), "deleted_products": deleted, "newly_detected": recent,
+        "api_requests": client.api.requests_sent,
+        "summary": dg.MetadataValue.md(f"{len(set(ids)):,} products listed; {recent:,} newly detected as deleted, "
+                                       f"{deleted:,} deleted in all."),
+    })

@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.checks import MATCHES_SOURCE, SKU_UNIQUE, matches_source_total, sku_unique
-from assets.extraction import EPOCH, plytix_categories, plytix_product_changes
+from assets.extraction import EPOCH, plytix_categories, plytix_deleted_products, plytix_product_changes
 from assets.rules import load_rules
 from assets.warehouse import ensure_tables, replace_partitions, table_schema
 from orchestration.partitions import daily_partitions, partition_days
@@ -19,6 +19,9 @@ SNAPSHOT_SQL = """
 WITH latest AS (
     SELECT * FROM plytix_product_changes WHERE partition_date <= $day
     QUALIFY row_number() OVER (PARTITION BY id ORDER BY modified DESC, extracted_at DESC) = 1
+),
+gone AS (  -- deleted by the end of D, per the full-ID reconciliation
+    SELECT id FROM plytix_deletions WHERE detected_at < $day + INTERVAL 1 DAY
 ),
 locales AS (
     SELECT l.id, list(t.locale ORDER BY t.locale) FILTER (
@@ -40,6 +43,7 @@ SELECT $day AS snapshot_date, l.id AS product_id, l.sku, upper(trim(l.sku)) AS s
 FROM latest l
 LEFT JOIN plytix_categories c ON c.id = l.categories[1]
 LEFT JOIN locales loc ON loc.id = l.id
+WHERE l.id NOT IN (SELECT id FROM gone)
 """
 
 
@@ -63,7 +67,7 @@ def snapshot_summary(con, day: date) -> tuple[dict, str]:
 
 
 @dg.asset(
-    deps=[plytix_product_changes, plytix_categories], partitions_def=daily_partitions,
+    deps=[plytix_product_changes, plytix_categories, plytix_deleted_products], partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(), pool="duckdb_warehouse", group_name="catalog",
     kinds={"duckdb"}, owners=["team:catalog-operations"], check_specs=[SKU_UNIQUE, MATCHES_SOURCE],
     description="Every product as it stood at the end of day D: the latest version of each product from all "

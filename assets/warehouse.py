@@ -35,6 +35,7 @@ TABLES: dict[str, str] = {
     "plytix_quarantine": QUARANTINE_COLUMNS,
     "photoshelter_quarantine": QUARANTINE_COLUMNS,
     "plytix_categories": "id VARCHAR, name VARCHAR, path VARCHAR[], refreshed_at TIMESTAMPTZ",
+    "plytix_deletions": "id VARCHAR, detected_at TIMESTAMPTZ",
     "catalog_snapshot": """
         snapshot_date DATE, product_id VARCHAR, sku VARCHAR, sku_key VARCHAR, label VARCHAR, status VARCHAR,
         workflow_stage VARCHAR, modified TIMESTAMPTZ, parent_id VARCHAR, num_variations INTEGER,

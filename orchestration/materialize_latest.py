@@ -15,7 +15,7 @@ from orchestration.definitions import catalog_assets
 from orchestration.partitions import daily_partitions
 from orchestration.resource_defs import build_resources
 
-EXTRACTION = ["plytix_product_changes", "plytix_categories", "photoshelter_image_changes"]
+EXTRACTION = ["plytix_product_changes", "plytix_categories", "plytix_deleted_products", "photoshelter_image_changes"]
 DERIVED = ["catalog_snapshot", "product_images", "catalog_quality_report"]
 
 

@@ -84,7 +84,16 @@ def admin_routes(state: SandboxState) -> list[Route]:
                 return JSONResponse({"expired": service})
         return JSONResponse({"error": f"unknown service {service!r}"}, status_code=400)
 
+    async def delete_product(request: Request) -> Response:
+        """Plays a person deleting a product in the Plytix app (the v1 contract has no delete call)."""
+        product_id = request.path_params["product_id"]
+        deleted = state.con.execute("DELETE FROM products WHERE id = ? RETURNING id", [product_id]).fetchall()
+        if not deleted:
+            return JSONResponse({"error": f"no product {product_id}"}, status_code=404)
+        return JSONResponse({"deleted": product_id})
+
     return [
+        Route("/_sandbox/plytix/products/{product_id}/delete", delete_product, methods=["POST"]),
         Route("/_sandbox/health", health),
         Route("/_sandbox/config", config, methods=["GET", "POST"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),

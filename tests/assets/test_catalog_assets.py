@@ -19,7 +19,7 @@ from tests.conftest import start_sandbox
 
 DAY = "2026-11-22"  # the conftest world is "as of" 2026-11-22T12:00Z: everything is in this partition
 FIRST = "2026-08-01"
-EXTRACTION = ["plytix_product_changes", "plytix_categories", "photoshelter_image_changes"]
+EXTRACTION = ["plytix_product_changes", "plytix_categories", "plytix_deleted_products", "photoshelter_image_changes"]
 DERIVED = ["catalog_snapshot", "product_images", "catalog_quality_report"]
 # quality rule -> the generator's ground-truth kind
 RULE_TRUTH = {

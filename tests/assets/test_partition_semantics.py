@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -10,6 +12,7 @@ import httpx
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets.snapshot import build_snapshot
 from resources.plytix import PlytixClient
 from tests.assets.test_catalog_assets import DERIVED, EXTRACTION, FIRST, materialize, resources_for
 from tests.conftest import start_sandbox
@@ -39,7 +42,11 @@ def two_days(tmp_path_factory):
     client.patch_product(clean, {"attributes": {"description": None}})
     assert materialize(instance, resources, EXTRACTION, partition_key=NEXT).success
     assert materialize(instance, resources, DERIVED, partition_key=NEXT).success
-    yield {"warehouse": warehouse, "fixed": fixed, "broken": clean, "truth": truth}
+    # Later, someone deletes a product in Plytix; the periodic reconciliation notices.
+    deleted = f"6740a1f2{1999:016x}"
+    httpx.post(f"{url}/_sandbox/plytix/products/{deleted}/delete").raise_for_status()
+    assert materialize(instance, resources, ["plytix_deleted_products"]).success
+    yield {"warehouse": warehouse, "fixed": fixed, "broken": clean, "truth": truth, "deleted": deleted}
     instance.dispose()
     proc.terminate()
     try:
@@ -83,3 +90,18 @@ def test_a_newly_broken_product_is_new_and_the_rest_persist(two_days):
 def test_both_days_have_the_same_products(two_days):
     counts = rows(two_days, "SELECT snapshot_date::VARCHAR, count(*) FROM catalog_snapshot GROUP BY 1 ORDER BY 1", [])
     assert counts == [(D, 2000), (NEXT, 2000)]
+
+
+def test_a_deleted_product_leaves_the_snapshots_after_its_detection(two_days, tmp_path):
+    assert rows(two_days, "SELECT id FROM plytix_deletions", []) == [(two_days["deleted"],)]
+    # Snapshots of days that ended before the detection keep it (it existed then)...
+    present = "SELECT count(*) FROM catalog_snapshot WHERE snapshot_date = ? AND product_id = ?"
+    assert rows(two_days, present, [NEXT, two_days["deleted"]]) == [(1,)]
+    # ...and the snapshot of the day the deletion was detected no longer has it.
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(two_days["warehouse"], copy)
+    today = datetime.now(UTC).date()
+    with duckdb.connect(str(copy)) as con:
+        build_snapshot(con, today)
+        assert con.execute(present, [today, two_days["deleted"]]).fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM catalog_snapshot WHERE snapshot_date = ?", [today]).fetchone() == (1999,)
