@@ -8,6 +8,7 @@ the source's quarantine table with its reason; the rest of the page is kept.
 
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -82,6 +83,33 @@ def plytix_rows(page: list[dict], first_day: date, now: datetime) -> tuple[list[
     return good, bad
 
 
+def stream_changes(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: str, table: str,
+                   pages: Iterator[tuple[list[dict], list[dict]]], window: tuple[datetime, datetime],
+                   days: list[date], requests_sent) -> dg.MaterializeResult:
+    """Stage every (kept, quarantined) page, then swap the run's days into the warehouse at once."""
+    quarantine = f"{source}_quarantine"
+    kept = quarantined = read = 0
+    with staging(warehouse.database) as area:
+        area.create(table)
+        area.create(quarantine)
+        for good, bad in pages:
+            area.append(table, pd.DataFrame(good))
+            area.append(quarantine, pd.DataFrame(bad))
+            kept, quarantined, read = kept + len(good), quarantined + len(bad), read + 1
+        with warehouse.get_connection() as con:
+            ensure_tables(con)
+            swap_in_staged(con, area, [table, quarantine], days[0], days[-1] + timedelta(days=1))
+    if quarantined:
+        context.log.warning(f"{quarantined} {source} record(s) quarantined; see table {quarantine}")
+    lo, hi = window
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": kept, "records_quarantined": quarantined, "pages_read": read,
+        "api_requests": requests_sent(), "window_start": lo.isoformat(), "window_end": hi.isoformat(),
+        "dagster/column_schema": table_schema(table),
+        "summary": dg.MetadataValue.md(_summary(kept, quarantined, lo, hi, days)),
+    })
+
+
 def _summary(rows: int, quarantined: int, lo: datetime, hi: datetime, days: list[date]) -> str:
     share = quarantined / (rows + quarantined) if rows + quarantined else 0.0
     return (f"**{rows:,}** changes kept, **{quarantined:,}** quarantined ({share:.2%}) for "
@@ -99,27 +127,9 @@ def plytix_product_changes(context: dg.AssetExecutionContext, plytix: PlytixReso
     now = datetime.now(UTC)
     lo, hi = extraction_window(days, now)
     client = plytix.get_client()
-    kept = quarantined = pages = 0
-    with staging(warehouse.database) as area:
-        area.create("plytix_product_changes")
-        area.create("plytix_quarantine")
-        for page in client.iter_modified(lo, hi, PLYTIX_FIELDS):
-            good, bad = plytix_rows(page, days[0], now)
-            area.append("plytix_product_changes", pd.DataFrame(good))
-            area.append("plytix_quarantine", pd.DataFrame(bad))
-            kept, quarantined, pages = kept + len(good), quarantined + len(bad), pages + 1
-        with warehouse.get_connection() as con:
-            ensure_tables(con)
-            swap_in_staged(con, area, ["plytix_product_changes", "plytix_quarantine"], days[0],
-                           days[-1] + timedelta(days=1))
-    if quarantined:
-        context.log.warning(f"{quarantined} Plytix record(s) quarantined; see table plytix_quarantine")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": kept, "records_quarantined": quarantined, "pages_read": pages,
-        "api_requests": client.api.requests_sent, "window_start": lo.isoformat(), "window_end": hi.isoformat(),
-        "dagster/column_schema": table_schema("plytix_product_changes"),
-        "summary": dg.MetadataValue.md(_summary(kept, quarantined, lo, hi, days)),
-    })
+    pages = (plytix_rows(page, days[0], now) for page in client.iter_modified(lo, hi, PLYTIX_FIELDS))
+    return stream_changes(context, warehouse, "plytix", "plytix_product_changes", pages, (lo, hi), days,
+                          lambda: client.api.requests_sent)
 
 
 def photoshelter_rows(images: list[PhotoShelterImage], lo: datetime, hi: datetime, first_day: date,
@@ -149,10 +159,8 @@ def photoshelter_image_changes(context: dg.AssetExecutionContext, photoshelter: 
     now = datetime.now(UTC)
     lo, hi = extraction_window(days, now)
     client = photoshelter.get_client()
-    kept = quarantined = pages = 0
-    with staging(warehouse.database) as area:
-        area.create("photoshelter_image_changes")
-        area.create("photoshelter_quarantine")
+
+    def pages():
         for gallery in client.iter_galleries():
             for page in client.iter_gallery_pages(gallery["gallery_id"]):
                 images, bad = [], []
@@ -162,22 +170,10 @@ def photoshelter_image_changes(context: dg.AssetExecutionContext, photoshelter: 
                     except (ValidationError, ValueError, KeyError, TypeError) as exc:
                         reason = _reason(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
                         bad.append(quarantine_row(days[0], "photoshelter", item, reason, now))
-                rows = photoshelter_rows(images, lo, hi, days[0], now)
-                area.append("photoshelter_image_changes", pd.DataFrame(rows))
-                area.append("photoshelter_quarantine", pd.DataFrame(bad))
-                kept, quarantined, pages = kept + len(rows), quarantined + len(bad), pages + 1
-        with warehouse.get_connection() as con:
-            ensure_tables(con)
-            swap_in_staged(con, area, ["photoshelter_image_changes", "photoshelter_quarantine"], days[0],
-                           days[-1] + timedelta(days=1))
-    if quarantined:
-        context.log.warning(f"{quarantined} PhotoShelter record(s) quarantined; see table photoshelter_quarantine")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": kept, "records_quarantined": quarantined, "pages_read": pages,
-        "api_requests": client.http.requests_sent, "window_start": lo.isoformat(), "window_end": hi.isoformat(),
-        "dagster/column_schema": table_schema("photoshelter_image_changes"),
-        "summary": dg.MetadataValue.md(_summary(kept, quarantined, lo, hi, days)),
-    })
+                yield photoshelter_rows(images, lo, hi, days[0], now), bad
+
+    return stream_changes(context, warehouse, "photoshelter", "photoshelter_image_changes", pages(), (lo, hi), days,
+                          lambda: client.http.requests_sent)
 
 
 @dg.asset(

@@ -78,6 +78,14 @@ def start_sandbox(products: int = SANDBOX_PRODUCTS, extra: list[str] | None = No
     raise RuntimeError("sandbox did not start within 120 s")
 
 
+def stop_sandbox(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture(scope="session")
 def sandbox_process() -> Iterator[Sandbox]:
     proc, url = start_sandbox()
@@ -86,11 +94,7 @@ def sandbox_process() -> Iterator[Sandbox]:
         yield Sandbox(url, admin, admin.get("/_sandbox/config").json())
     finally:
         admin.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_sandbox(proc)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ with the findings compared rule by rule against the ground truth the generator p
 
 from __future__ import annotations
 
-import subprocess
-
 import dagster as dg
 import duckdb
 import httpx
@@ -15,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 from orchestration.definitions import catalog_assets
 from resources.photoshelter import PhotoShelterResource
 from resources.plytix import PlytixResource
-from tests.conftest import start_sandbox
+from tests.conftest import start_sandbox, stop_sandbox
 
 DAY = "2026-11-22"  # the conftest world is "as of" 2026-11-22T12:00Z: everything is in this partition
 FIRST = "2026-08-01"
@@ -66,11 +64,7 @@ def world(tmp_path_factory):
     yield {"url": url, "warehouse": warehouse, "instance": instance, "resources": resources, "truth": truth,
            "extraction": extraction, "derived": derived}
     instance.dispose()
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_sandbox(proc)
 
 
 def query(world, sql: str, params=None):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -15,7 +14,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from assets.snapshot import build_snapshot
 from resources.plytix import PlytixClient
 from tests.assets.test_catalog_assets import DERIVED, EXTRACTION, FIRST, materialize, resources_for
-from tests.conftest import start_sandbox
+from tests.conftest import start_sandbox, stop_sandbox
 
 D, NEXT = "2026-11-21", "2026-11-22"
 
@@ -48,11 +47,7 @@ def two_days(tmp_path_factory):
     assert materialize(instance, resources, ["plytix_deleted_products"]).success
     yield {"warehouse": warehouse, "fixed": fixed, "broken": clean, "truth": truth, "deleted": deleted}
     instance.dispose()
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_sandbox(proc)
 
 
 def rows(world, sql, params):
