@@ -18,8 +18,8 @@ MATCHES_SOURCE = dg.AssetCheckSpec("matches_source_total", asset="catalog_snapsh
                                    description="Products last changed before the end of D: Plytix's reported "
                                                "total equals the snapshot's (nothing lost).")
 NO_FAN_OUT = dg.AssetCheckSpec("join_does_not_fan_out", asset="product_images", blocking=True,
-                               description="Each (product, image) pair appears once, and an image matches several "
-                                           "products only where they share a SKU.")
+                               description="Each (product, image) pair appears once, and an image reaches several "
+                                           "products only through one shared key (SKU, style code or family).")
 REPORT_NOT_EMPTY = dg.AssetCheckSpec("not_empty_when_snapshot_is_not", asset="catalog_quality_report", blocking=True,
                                      description="A non-empty catalog always yields findings (launch_ready at least).")
 
@@ -73,10 +73,10 @@ def join_does_not_fan_out(con, days: list[date]) -> dg.AssetCheckResult:
                WHERE snapshot_date = ? AND image_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1)""", [day]).fetchone()[0]
         unexplained = con.execute(
             """SELECT count(*) FROM (SELECT image_id FROM product_images WHERE snapshot_date = ? AND image_id IS NOT NULL
-               GROUP BY image_id HAVING count(DISTINCT product_id) > 1 AND count(DISTINCT upper(trim(sku))) > 1)""",
+               GROUP BY image_id HAVING count(DISTINCT (match_type, match_key)) > 1 OR bool_or(match_key IS NULL))""",
             [day]).fetchone()[0]
         if repeated or unexplained:
-            failures[day] = f"{repeated} repeated pair(s), {unexplained} image(s) shared across different SKUs"
+            failures[day] = f"{repeated} repeated pair(s), {unexplained} image(s) reaching products through different keys"
     return _per_day(days, failures, NO_FAN_OUT, dg.AssetCheckSeverity.ERROR, {})
 
 

@@ -2,8 +2,10 @@
 
 A product takes the images tagged with its SKU (case and whitespace ignored). Only if it has none
 does it fall back to style-level shots (no SKU, its style code), and only then to family-level shots.
-So the join can fan out only where two products share a SKU; those rows are marked, counted in
-metadata, and reported by the duplicate-SKU rule, never multiplied silently (see the asset check).
+An image can therefore reach several products only through one shared key: a SKU typed twice (marked
+`shared_by_duplicate_sku`, counted in metadata, reported by the duplicate-SKU rule) or a style/family
+shot serving every product of that style/family without images of its own. Each row records the key it
+matched on, and the asset check fails on anything else: rows are never multiplied silently.
 """
 
 
@@ -28,16 +30,16 @@ MATCHES_SQL = """
 CREATE OR REPLACE TEMP TABLE image_matches AS
 WITH products AS (SELECT * FROM catalog_snapshot WHERE snapshot_date = $day),
 by_sku AS (
-    SELECT p.product_id, i.image_id, 'sku' AS match_type
+    SELECT p.product_id, i.image_id, 'sku' AS match_type, p.sku_key AS match_key
     FROM products p JOIN images_as_of i ON i.sku_key = p.sku_key
 ),
 by_style AS (
-    SELECT p.product_id, i.image_id, 'style_code' AS match_type
+    SELECT p.product_id, i.image_id, 'style_code' AS match_type, p.style_code AS match_key
     FROM products p JOIN images_as_of i ON i.sku IS NULL AND i.style_code = p.style_code
     WHERE p.product_id NOT IN (SELECT product_id FROM by_sku)
 ),
 by_family AS (
-    SELECT p.product_id, i.image_id, 'product_family' AS match_type
+    SELECT p.product_id, i.image_id, 'product_family' AS match_type, p.product_family AS match_key
     FROM products p JOIN images_as_of i
       ON i.sku IS NULL AND i.style_code IS NULL AND i.product_family = p.product_family
     WHERE p.product_id NOT IN (SELECT product_id FROM by_sku UNION ALL SELECT product_id FROM by_style)
@@ -48,7 +50,7 @@ SELECT * FROM by_sku UNION ALL SELECT * FROM by_style UNION ALL SELECT * FROM by
 # Usable: approved and licensed on D. Hero: the first usable image by id (front shots come first).
 PRODUCT_IMAGES_SQL = """
 WITH matched AS (
-    SELECT m.product_id, m.image_id, m.match_type, i.approval_status, i.license_expiration_date,
+    SELECT m.product_id, m.image_id, m.match_type, m.match_key, i.approval_status, i.license_expiration_date,
            i.licensed_market,
            coalesce(i.approval_status = 'Approved'
                     AND (i.license_expiration_date IS NULL OR i.license_expiration_date >= $day), false) AS usable,
@@ -65,6 +67,7 @@ ranked AS (
     FROM matched
 )
 SELECT $day AS snapshot_date, p.product_id, p.sku, r.image_id, coalesce(r.match_type, 'none') AS match_type,
+       r.match_key,
        CASE WHEN r.image_id IS NULL THEN NULL WHEN NOT r.usable THEN 'unusable'
             WHEN r.position = 1 THEN 'hero' ELSE 'alternate' END AS image_role,
        r.approval_status, coalesce(r.usable, false) AS usable, r.license_expiration_date, r.licensed_market,

@@ -44,7 +44,7 @@ TABLES: dict[str, str] = {
         hero_image_id VARCHAR, alternate_image_ids VARCHAR[], locales VARCHAR[], attributes JSON""",
     "product_images": """
         snapshot_date DATE, product_id VARCHAR, sku VARCHAR, image_id VARCHAR, match_type VARCHAR,
-        image_role VARCHAR, approval_status VARCHAR, usable BOOLEAN, license_expiration_date DATE,
+        match_key VARCHAR, image_role VARCHAR, approval_status VARCHAR, usable BOOLEAN, license_expiration_date DATE,
         licensed_market VARCHAR, allowed_channels VARCHAR[], rights_valid_channels VARCHAR[],
         shared_by_duplicate_sku BOOLEAN""",
     "orphan_images": """

@@ -45,7 +45,8 @@ def two_days(tmp_path_factory):
     deleted = f"6740a1f2{1999:016x}"
     httpx.post(f"{url}/_sandbox/plytix/products/{deleted}/delete").raise_for_status()
     assert materialize(instance, resources, ["plytix_deleted_products"]).success
-    yield {"warehouse": warehouse, "fixed": fixed, "broken": clean, "truth": truth, "deleted": deleted}
+    yield {"warehouse": warehouse, "fixed": fixed, "broken": clean, "truth": truth, "deleted": deleted,
+           "instance": instance, "resources": resources}
     instance.dispose()
     stop_sandbox(proc)
 
@@ -100,3 +101,25 @@ def test_a_deleted_product_leaves_the_snapshots_after_its_detection(two_days, tm
         build_snapshot(con, today)
         assert con.execute(present, [today, two_days["deleted"]]).fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM catalog_snapshot WHERE snapshot_date = ?", [today]).fetchone() == (1999,)
+
+
+def test_a_range_of_days_rebuilds_in_one_run_with_the_same_result(two_days):
+    """Backfill a week of the three assets in a single run: every day is built in order, and the
+    days already built come out as they were."""
+    before = rows(two_days, "SELECT rule, state, count(*) FROM catalog_quality_report WHERE report_date = ? "
+                            "GROUP BY ALL ORDER BY ALL", [NEXT])
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "2026-11-16", ASSET_PARTITION_RANGE_END_TAG: NEXT}
+    result = materialize(two_days["instance"], two_days["resources"], DERIVED, tags=tags)
+    assert result.success
+    # One run recorded a materialisation for every day of the range, for each of the three assets.
+    events = result.get_asset_materialization_events()
+    assert {(e.asset_key.to_user_string(), e.partition) for e in events} == {
+        (asset, f"2026-11-{n}") for asset in DERIVED for n in range(16, 23)}
+    days = rows(two_days, "SELECT report_date::VARCHAR, count(*) FROM catalog_quality_report GROUP BY 1 ORDER BY 1", [])
+    assert [d for d, _ in days] == [f"2026-11-{n}" for n in range(16, 23)]
+    sizes = [n for _, n in rows(two_days, "SELECT snapshot_date, count(*) FROM catalog_snapshot GROUP BY 1 "
+                                          "ORDER BY 1", [])]
+    assert sizes == sorted(sizes) and sizes[-1] == 2000  # the catalog only grows over the week
+    after = rows(two_days, "SELECT rule, state, count(*) FROM catalog_quality_report WHERE report_date = ? "
+                           "GROUP BY ALL ORDER BY ALL", [NEXT])
+    assert after == before

@@ -51,3 +51,10 @@ def test_secrets_set_in_the_environment_reach_dagster_as_env_vars(monkeypatch):
     plytix = build_resources()["plytix"]
     assert isinstance(plytix.api_password, dg.EnvVar) and plytix.api_password.env_var_name == "PLYTIX_API_PASSWORD"
     assert plytix.api_key == "sandbox-plytix-key"  # unset: the sandbox's public default
+
+
+def test_every_warehouse_writer_is_in_the_serialising_pool():
+    """DuckDB has one writer: runs in parallel (a backfill) must queue on the pool, not fail on the lock."""
+    writers = [a for a in defs.resolve_asset_graph().assets_defs if "warehouse" in a.required_resource_keys]
+    assert len(writers) == 7
+    assert {node.pool for a in writers for node in [a.node_def]} == {"duckdb_warehouse"}
