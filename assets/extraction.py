@@ -8,7 +8,7 @@ the source's quarantine table with its reason; the rest of the page is kept.
 
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from assets.warehouse import ensure_tables, staging, swap_in_staged, table_schema, transaction
 from orchestration.partitions import daily_partitions, day_bounds, is_first_partition, partition_days
+from orchestration.settings import ProjectSettings
 from resources.photoshelter import PhotoShelterImage, PhotoShelterResource
 from resources.plytix import PlytixProduct, PlytixResource, format_timestamp
 
@@ -36,7 +37,8 @@ EXTRACTION_POLICY = dict(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="duckdb_warehouse",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=ProjectSettings().extraction_retry_delay_s,
+                                backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
 )
 
 
@@ -83,29 +85,37 @@ def plytix_rows(page: list[dict], first_day: date, now: datetime) -> tuple[list[
     return good, bad
 
 
+# A producer yields (unit, kept rows, quarantined rows); a unit (e.g. a gallery) is staged all or
+# nothing and skipped when a retried run resumes. Producers get (lo, hi, units already done).
+Producer = Callable[[datetime, datetime, set[str]], Iterator[tuple[str | None, list[dict], list[dict]]]]
+
+
 def stream_changes(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: str, table: str,
-                   pages: Iterator[tuple[list[dict], list[dict]]], window: tuple[datetime, datetime],
-                   days: list[date], requests_sent) -> dg.MaterializeResult:
-    """Stage every (kept, quarantined) page, then swap the run's days into the warehouse at once."""
+                   days: list[date], produce: Producer, requests_sent: Callable[[], int]) -> dg.MaterializeResult:
+    """Stage every page, then swap the run's days into the warehouse at once."""
     quarantine = f"{source}_quarantine"
-    kept = quarantined = read = 0
-    with staging(warehouse.database) as area:
+    lo, hi = extraction_window(days, datetime.now(UTC))
+    with staging(warehouse.database, f"{table}-{days[0]}-{days[-1]}") as area:
         area.create(table)
         area.create(quarantine)
-        for good, bad in pages:
-            area.append(table, pd.DataFrame(good))
-            area.append(quarantine, pd.DataFrame(bad))
-            kept, quarantined, read = kept + len(good), quarantined + len(bad), read + 1
+        hi = datetime.fromisoformat(area.remember("window_end", hi.isoformat()))  # a resumed run keeps its window
+        done = area.done_units()
+        if area.resumed:
+            context.log.info(f"resuming {table}: {len(done)} unit(s) already staged by an earlier attempt")
+        read = 0
+        for unit, good, bad in produce(lo, hi, done):
+            area.append({table: good, quarantine: bad}, unit)
+            read += 1
+        kept, quarantined = area.count(table), area.count(quarantine)
         with warehouse.get_connection() as con:
             ensure_tables(con)
             swap_in_staged(con, area, [table, quarantine], days[0], days[-1] + timedelta(days=1))
     if quarantined:
         context.log.warning(f"{quarantined} {source} record(s) quarantined; see table {quarantine}")
-    lo, hi = window
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": kept, "records_quarantined": quarantined, "pages_read": read,
-        "api_requests": requests_sent(), "window_start": lo.isoformat(), "window_end": hi.isoformat(),
-        "dagster/column_schema": table_schema(table),
+        "dagster/row_count": kept, "records_quarantined": quarantined, "units_read": read,
+        "resumed": area.resumed, "api_requests": requests_sent(), "window_start": lo.isoformat(),
+        "window_end": hi.isoformat(), "dagster/column_schema": table_schema(table),
         "summary": dg.MetadataValue.md(_summary(kept, quarantined, lo, hi, days)),
     })
 
@@ -124,11 +134,15 @@ def _summary(rows: int, quarantined: int, lo: datetime, hi: datetime, days: list
 def plytix_product_changes(context: dg.AssetExecutionContext, plytix: PlytixResource,
                            warehouse: DuckDBResource) -> dg.MaterializeResult:
     days = partition_days(context)
-    now = datetime.now(UTC)
-    lo, hi = extraction_window(days, now)
     client = plytix.get_client()
-    pages = (plytix_rows(page, days[0], now) for page in client.iter_modified(lo, hi, PLYTIX_FIELDS))
-    return stream_changes(context, warehouse, "plytix", "plytix_product_changes", pages, (lo, hi), days,
+
+    def pages(lo: datetime, hi: datetime, done: set[str]):
+        # Not resumable by unit: a keyset read is cheap to redo next to the PhotoShelter walk.
+        now = datetime.now(UTC)
+        for page in client.iter_modified(lo, hi, PLYTIX_FIELDS):
+            yield None, *plytix_rows(page, days[0], now)
+
+    return stream_changes(context, warehouse, "plytix", "plytix_product_changes", days, pages,
                           lambda: client.api.requests_sent)
 
 
@@ -156,23 +170,27 @@ def photoshelter_rows(images: list[PhotoShelterImage], lo: datetime, hi: datetim
 def photoshelter_image_changes(context: dg.AssetExecutionContext, photoshelter: PhotoShelterResource,
                                warehouse: DuckDBResource) -> dg.MaterializeResult:
     days = partition_days(context)
-    now = datetime.now(UTC)
-    lo, hi = extraction_window(days, now)
     client = photoshelter.get_client()
 
-    def pages():
+    def galleries(lo: datetime, hi: datetime, done: set[str]):
+        """One unit per gallery: a retried run skips the galleries the failed attempt finished."""
+        now = datetime.now(UTC)
         for gallery in client.iter_galleries():
+            if gallery["gallery_id"] in done:
+                continue
+            rows, bad = [], []
             for page in client.iter_gallery_pages(gallery["gallery_id"]):
-                images, bad = [], []
+                images = []
                 for item in page.items:
                     try:
                         images.append(PhotoShelterImage.from_listing(item, page.gallery_id))
                     except (ValidationError, ValueError, KeyError, TypeError) as exc:
                         reason = _reason(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
                         bad.append(quarantine_row(days[0], "photoshelter", item, reason, now))
-                yield photoshelter_rows(images, lo, hi, days[0], now), bad
+                rows += photoshelter_rows(images, lo, hi, days[0], now)
+            yield gallery["gallery_id"], rows, bad
 
-    return stream_changes(context, warehouse, "photoshelter", "photoshelter_image_changes", pages(), (lo, hi), days,
+    return stream_changes(context, warehouse, "photoshelter", "photoshelter_image_changes", days, galleries,
                           lambda: client.http.requests_sent)
 
 

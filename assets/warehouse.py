@@ -9,7 +9,6 @@ the warehouse's single writer lock is held only for the swap, not for an hour of
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -100,48 +99,74 @@ def replace_rows(con, table: str, date_column: str, start: date, end: date, sele
 
 
 class StagingArea:
-    """A run-private DuckDB file that extraction streams pages into before the warehouse swap."""
+    """A DuckDB file that extraction streams pages into before the warehouse swap.
 
-    def __init__(self, warehouse_path: str | Path):
+    Named after the work it holds (table and days), so a retried run finds what the failed attempt
+    had staged, with the units it finished (e.g. galleries) and the window it used, and resumes.
+    """
+
+    def __init__(self, warehouse_path: str | Path, name: str):
         folder = Path(warehouse_path).resolve().parent / "staging"
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{uuid.uuid4().hex}.duckdb"
+        self.path = folder / f"{name}.duckdb"
+        self.resumed = self.path.exists()
         self.con = duckdb.connect(str(self.path))
+        self.con.execute("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self.con.execute("CREATE TABLE IF NOT EXISTS staging_done (unit VARCHAR PRIMARY KEY)")
 
     def create(self, table: str) -> None:
-        self.con.execute(f"CREATE TABLE {table} ({TABLES[table]})")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({TABLES[table]})")
 
-    def append(self, table: str, frame: pd.DataFrame) -> None:
-        if len(frame):
-            self.con.register("page_frame", frame)
-            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM page_frame")  # noqa: S608
-            self.con.unregister("page_frame")
+    def remember(self, key: str, value: str) -> str:
+        """The value stored under `key` by the first attempt, else `value` (now stored)."""
+        self.con.execute("INSERT INTO staging_meta VALUES (?, ?) ON CONFLICT DO NOTHING", [key, value])
+        return self.con.execute("SELECT value FROM staging_meta WHERE key = ?", [key]).fetchone()[0]
+
+    def done_units(self) -> set[str]:
+        return {row[0] for row in self.con.execute("SELECT unit FROM staging_done").fetchall()}
+
+    def append(self, frames: dict[str, list[dict]], unit: str | None = None) -> None:
+        """Stage rows for several tables, and mark `unit` finished, all or nothing."""
+        with transaction(self.con):
+            for table, rows in frames.items():
+                if rows:
+                    self.con.register("page_frame", pd.DataFrame(rows))
+                    self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM page_frame")  # noqa: S608
+                    self.con.unregister("page_frame")
+            if unit is not None:
+                self.con.execute("INSERT INTO staging_done VALUES (?)", [unit])
+
+    def count(self, table: str) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
 
     def finish(self) -> None:
         """Flush and close the staging file so the warehouse can attach it."""
         self.con.execute("CHECKPOINT")
         self.con.close()
 
-    def close(self) -> None:
+    def discard(self) -> None:
         self.con.close()
         self.path.unlink(missing_ok=True)
         self.path.with_suffix(".duckdb.wal").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def staging(warehouse_path: str | Path) -> Iterator[StagingArea]:
-    area = StagingArea(warehouse_path)
+def staging(warehouse_path: str | Path, name: str) -> Iterator[StagingArea]:
+    """Kept after a failure (the retry resumes from it), discarded once swapped in."""
+    area = StagingArea(warehouse_path, name)
     try:
         yield area
-    finally:
-        area.close()
+    except BaseException:
+        area.con.close()
+        raise
+    area.discard()
 
 
 def swap_in_staged(con: duckdb.DuckDBPyConnection, area: StagingArea, tables: list[str], start: date,
                    end: date) -> dict[str, int]:
     """Replace partitions [start, end) of each staged table (by `partition_date`) in one transaction."""
     area.finish()
-    con.execute(f"ATTACH '{area.path}' AS staged (READ_ONLY)")  # our own uuid path, not input
+    con.execute(f"ATTACH '{area.path}' AS staged (READ_ONLY)")  # our own path, never input
     try:
         with transaction(con):
             return {t: replace_rows(con, t, "partition_date", start, end, f"SELECT * FROM staged.{t}")  # noqa: S608

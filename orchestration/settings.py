@@ -60,6 +60,8 @@ class ProjectSettings(BaseSettings):
     warehouse_path: Path = Path("var/warehouse.duckdb")
     partitions_start: date = date(2026, 8, 1)
     rules_path: Path | None = None
+    # Delay before Dagster retries a failed extraction (then doubled, with jitter); the retry resumes.
+    extraction_retry_delay_s: float = 30.0
     # DAGSTER_UI_URL is the contracts' public name for it.
     dagster_ui_url: str = Field("http://127.0.0.1:3000",
                                 validation_alias=AliasChoices("DAGSTER_UI_URL", "CATALOG_OPS_DAGSTER_UI_URL"))

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+# Dagster's retry of a failed extraction waits 30 s in production; tests do not need to.
+os.environ.setdefault("CATALOG_OPS_EXTRACTION_RETRY_DELAY_S", "0.2")
+
 WORLD_NOW = "2026-11-22T12:00:00Z"
 SANDBOX_PRODUCTS = 2000
 # Generous server-side limits for the shared sandbox; tests that exercise limits lower them.
