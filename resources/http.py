@@ -25,6 +25,8 @@ import httpx
 
 log = logging.getLogger("catalog_ops.http")
 REQUEST_ID_HEADERS = ("request-id", "x-request-id", "x-kong-request-id", "x-ms-request-id")
+# Services announce retirements in these; the contracts ask clients to log them.
+DEPRECATION_HEADERS = ("x-plytix-deprecation", "x-shopify-api-deprecated-reason", "deprecation", "sunset")
 
 
 class ServiceError(Exception):
@@ -150,6 +152,7 @@ class HttpService:
         self.sleep = sleep
         self._rng = random.Random(seed)
         self.requests_sent = 0  # every attempt, for run metadata
+        self._deprecations_seen: set[tuple[str, str]] = set()
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, follow_redirects=False,
                                    transport=transport, headers=headers)
 
@@ -180,11 +183,14 @@ class HttpService:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if (sent and not idempotent) or attempt >= self.retry.max_attempts:
                     hint = " (not retried: the request may have been applied)" if sent and not idempotent else ""
-                    raise ServiceUnavailable(self.service, method, path, None, client_request_id,
+                    raise ServiceUnavailable(self.service, method, path, None, f"client:{client_request_id}",
                                              reason + hint, attempt) from None
                 self._wait(attempt, None, method, path, reason)
                 continue
-            request_id = next((response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None)
+            # The service's own id if it sends one, else ours (sent as X-Request-Id) for correlation.
+            request_id = next((response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers),
+                              f"client:{client_request_id}")
+            self._note_deprecation(response.headers, method, path)
             status = response.status_code
             if status == 401 and on_unauthorized and not reauthenticated:
                 reauthenticated = True
@@ -220,6 +226,13 @@ class HttpService:
             raise MalformedResponse(self.service, method, path, response.status_code, request_id,
                                     f"body is not valid JSON ({exc.msg} at char {exc.pos}; {len(body)} bytes)"
                                     if isinstance(exc, json.JSONDecodeError) else "body is not UTF-8", attempt) from None
+
+    def _note_deprecation(self, headers: httpx.Headers, method: str, path: str) -> None:
+        for name in DEPRECATION_HEADERS:
+            value = headers.get(name)
+            if value and (name, value) not in self._deprecations_seen:  # once per message, not per call
+                self._deprecations_seen.add((name, value))
+                log.warning("%s %s %s: deprecation notice %s: %s", self.service, method, path, name, value)
 
     def _wait(self, attempt: int, retry_after: float | None, method: str, path: str, reason: str) -> None:
         delay = retry_after if retry_after is not None else self.retry.backoff(attempt, self._rng)
