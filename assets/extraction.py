@@ -16,9 +16,10 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import ValidationError
 
-from assets.warehouse import ensure_tables, staging, swap_in_staged, table_schema, transaction
+from assets.warehouse import ensure_tables, staging, swap_in_staged, table_schema
 from orchestration.partitions import daily_partitions, day_bounds, is_first_partition, partition_days
 from orchestration.settings import ProjectSettings
+from resources.http import NotFound
 from resources.photoshelter import PhotoShelterImage, PhotoShelterResource
 from resources.plytix import PlytixProduct, PlytixResource, format_timestamp
 
@@ -213,12 +214,12 @@ def plytix_categories(plytix: PlytixResource, warehouse: DuckDBResource) -> dg.M
                                           "dagster/column_schema": table_schema("plytix_categories")})
 
 
-# Known products Plytix no longer lists are deleted as of now; one that comes back is not.
-RECONCILE_SQL = ["""
-INSERT INTO plytix_deletions
-SELECT DISTINCT c.id, $now FROM plytix_product_changes c
-WHERE c.id NOT IN (SELECT id FROM live_ids) AND c.id NOT IN (SELECT id FROM plytix_deletions)
-""", "DELETE FROM plytix_deletions WHERE id IN (SELECT id FROM live_ids)"]
+# Ids the warehouse knows that Plytix did not list: candidates, confirmed one by one below.
+CANDIDATES_SQL = """
+SELECT DISTINCT c.id FROM plytix_product_changes c
+WHERE c.id NOT IN (SELECT id FROM staged.plytix_live_ids) AND c.id NOT IN (SELECT id FROM plytix_deletions)
+ORDER BY c.id
+"""
 
 
 @dg.asset(
@@ -229,21 +230,44 @@ WHERE c.id NOT IN (SELECT id FROM live_ids) AND c.id NOT IN (SELECT id FROM plyt
                 "every snapshot of a day after their detection. Run it periodically (a full list costs one "
                 "request per 100 products).",
 )
-def plytix_deleted_products(plytix: PlytixResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def plytix_deleted_products(context: dg.AssetExecutionContext, plytix: PlytixResource,
+                            warehouse: DuckDBResource) -> dg.MaterializeResult:
     now = datetime.now(UTC)
     client = plytix.get_client()
-    ids = [item["id"] for page in client.iter_product_pages([], []) for item in page]
-    live_ids = pd.DataFrame({"id": sorted(set(ids))})  # noqa: F841 (read by SQL)
+    with staging(warehouse.database, f"plytix_live_ids-{now:%Y%m%dT%H%M%S}") as area:
+        area.create("plytix_live_ids")
+        for page in client.iter_product_pages([], []):  # ids only: a page of 100 is tiny
+            area.append({"plytix_live_ids": [{"id": item["id"]} for item in page]})
+        live = area.con.execute("SELECT count(DISTINCT id) FROM plytix_live_ids").fetchone()[0]
+        area.finish()
+        with warehouse.get_connection() as con:
+            ensure_tables(con)
+            con.execute(f"ATTACH '{area.path}' AS staged (READ_ONLY)")  # our own path, never input
+            try:
+                candidates = [r[0] for r in con.execute(CANDIDATES_SQL).fetchall()]
+                con.execute("DELETE FROM plytix_deletions WHERE id IN (SELECT id FROM staged.plytix_live_ids)")
+            finally:
+                con.execute("DETACH staged")
+    # An unsorted listing can miss a product that moved mid-scan: only a 404 proves a deletion.
+    confirmed = [pid for pid in candidates if _is_gone(client, pid)]
+    if len(confirmed) < len(candidates):
+        context.log.info(f"{len(candidates) - len(confirmed)} unlisted product(s) still exist; not deleted")
     with warehouse.get_connection() as con:
-        ensure_tables(con)
-        with transaction(con):
-            con.execute(RECONCILE_SQL[0], {"now": now})
-            con.execute(RECONCILE_SQL[1])
-        deleted, recent = con.execute("SELECT count(*), count(*) FILTER (WHERE detected_at = ?) "
-                                      "FROM plytix_deletions", [now]).fetchone()
+        if confirmed:
+            con.executemany("INSERT INTO plytix_deletions VALUES (?, ?)", [[pid, now] for pid in confirmed])
+        deleted = con.execute("SELECT count(*) FROM plytix_deletions").fetchone()[0]
+    recent = len(confirmed)
     return dg.MaterializeResult(metadata={
-        "live_products": len(set(ids)), "deleted_products": deleted, "newly_detected": recent,
+        "live_products": live, "deleted_products": deleted, "newly_detected": recent,
         "api_requests": client.api.requests_sent,
-        "summary": dg.MetadataValue.md(f"{len(set(ids)):,} products listed; {recent:,} newly detected as deleted, "
+        "summary": dg.MetadataValue.md(f"{live:,} products listed; {recent:,} newly detected as deleted, "
                                        f"{deleted:,} deleted in all."),
     })
+
+
+def _is_gone(client, product_id: str) -> bool:
+    try:
+        client.get_product(product_id)
+    except NotFound:
+        return True
+    return False

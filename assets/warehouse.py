@@ -55,6 +55,10 @@ TABLES: dict[str, str] = {
 }
 
 
+# Tables that exist only in staging files, never in the warehouse.
+STAGING_TABLES = {"plytix_live_ids": "id VARCHAR"}
+
+
 def table_schema(table: str):
     """The table's columns as Dagster column-schema metadata."""
     import dagster as dg
@@ -115,7 +119,7 @@ class StagingArea:
         self.con.execute("CREATE TABLE IF NOT EXISTS staging_done (unit VARCHAR PRIMARY KEY)")
 
     def create(self, table: str) -> None:
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({TABLES[table]})")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({TABLES.get(table) or STAGING_TABLES[table]})")
 
     def remember(self, key: str, value: str) -> str:
         """The value stored under `key` by the first attempt, else `value` (now stored)."""
