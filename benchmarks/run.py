@@ -93,6 +93,7 @@ def main() -> int:
         results["plytix_unsorted_pages"] = unsorted
         results["plytix_sorted_window_pages"] = sorted_
         results["sorted_vs_unsorted_page_time_ratio"] = round(sorted_["seconds"] / unsorted["seconds"], 2)
+        print(json.dumps(results, indent=2), flush=True)
         workdir = ROOT / "bench-results" / "work"
         workdir.mkdir(parents=True, exist_ok=True)
         for stale in workdir.glob("warehouse.duckdb*"):

@@ -82,6 +82,8 @@ class RetryPolicy:
     base_delay_s: float = 1.0
     max_delay_s: float = 60.0
     max_retry_after_s: float = 600.0  # a Retry-After beyond this is treated as an outage
+    # Some hosts ask for a steady pace on 5xx rather than a growing one (Plytix auth: every 5 s).
+    server_error_delay_s: float | None = None
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Exponential from `base_delay_s` to `max_delay_s`, with jitter so workers spread out."""
@@ -214,7 +216,10 @@ class HttpService:
                 cls = RateLimited if status == 429 else ServiceUnavailable if status >= 500 else \
                     _BY_STATUS.get(status, RequestRejected)
                 raise cls(self.service, method, path, status, request_id, _detail(response), attempt)
-            self._wait(attempt, retry_after_s(response.headers), method, path, f"HTTP {status}")
+            delay = retry_after_s(response.headers)
+            if delay is None and status >= 500 and self.retry.server_error_delay_s is not None:
+                delay = self.retry.server_error_delay_s
+            self._wait(attempt, delay, method, path, f"HTTP {status}")
 
     def _parse(self, response: httpx.Response, body: bytes, method: str, path: str, request_id: str | None,
                attempt: int) -> Any:

@@ -93,7 +93,7 @@ class PlytixClient:
         # The auth host: 429 waits Retry-After else 10 s doubling to 120 s; 5xx every ~5 s, 6 tries.
         self.auth = HttpService("plytix-auth", auth_url, timeout=timeout, transport=transport, sleep=sleep,
                                 retry=RetryPolicy(max_attempts=min(6, max_attempts), base_delay_s=10.0,
-                                                  max_delay_s=120.0))
+                                                  max_delay_s=120.0, server_error_delay_s=5.0))
         self._token: str | None = None
         self._refresh_at = 0.0
         self._lock = threading.Lock()

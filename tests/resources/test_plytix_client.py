@@ -285,3 +285,11 @@ def test_transport_errors_name_the_service(sandbox):
     assert caught.value.service == "plytix-auth" and caught.value.status is None
     assert "ConnectError" in str(caught.value)
     assert isinstance(caught.value.__cause__, type(None)) or not isinstance(caught.value.__cause__, httpx.HTTPError)
+
+
+def test_auth_host_5xx_is_retried_every_5_seconds(sandbox):
+    sleep = RecordingSleep()
+    client = make_client(sandbox, sleep=sleep)
+    sandbox.fault("plytix-auth", script=["502", "503"])
+    client.search_products(page_size=1)
+    assert sleep.calls == [5.0, 5.0] and client.token_fetches == 1
