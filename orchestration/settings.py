@@ -28,8 +28,30 @@ SERVICE_ENV: dict[str, tuple[str | None, str]] = {
     "PHOTOSHELTER_EMAIL": (None, "dam@sandbox.example"),
     "PHOTOSHELTER_PASSWORD": (None, "sandbox-ps-password"),
     "PHOTOSHELTER_ORG_ID": (None, "O0000SANDBOX"),
+    "SHOPIFY_SHOP_URL": ("/shopify", ""),
+    "SHOPIFY_API_VERSION": (None, "2026-01"),
+    "SHOPIFY_ACCESS_TOKEN": (None, "shpat_sandbox"),
+    "SHOPIFY_WEBHOOK_SECRET": (None, "sandbox-webhook-secret"),
+    "THREEKIT_API_URL": ("/threekit", ""),
+    "THREEKIT_ORG_ID": (None, "00000000-0000-4000-8000-000000000001"),
+    "THREEKIT_TOKEN": (None, "sandbox-threekit-token"),
+    "MS_LOGIN_URL": ("/msauth", ""),
+    "MS_GRAPH_URL": ("/graph", ""),
+    "MS_TENANT_ID": (None, "sandbox-tenant"),
+    "MS_CLIENT_ID": (None, "sandbox-client"),
+    "MS_CLIENT_SECRET": (None, "sandbox-secret"),
+    "PLANNER_PLAN_ID": (None, "sandboxPlanAAAAAAAAAAAAAAAAA"),
+    "OPENTEXT_AUTH_URL": ("/opentext-auth", ""),
+    "OPENTEXT_API_URL": ("/opentext", ""),
+    "OPENTEXT_TENANT_ID": (None, "sandbox-tenant"),
+    "OPENTEXT_CLIENT_ID": (None, "sandbox-ot-client"),
+    "OPENTEXT_CLIENT_SECRET": (None, "sandbox-ot-secret"),
 }
-SECRETS = {"PLYTIX_API_KEY", "PLYTIX_API_PASSWORD", "PHOTOSHELTER_API_KEY", "PHOTOSHELTER_PASSWORD"}
+SECRETS = {"PLYTIX_API_KEY", "PLYTIX_API_PASSWORD", "PHOTOSHELTER_API_KEY", "PHOTOSHELTER_PASSWORD",
+           "SHOPIFY_ACCESS_TOKEN", "SHOPIFY_WEBHOOK_SECRET", "THREEKIT_TOKEN", "MS_CLIENT_SECRET",
+           "OPENTEXT_CLIENT_SECRET"}
+# The prefixes of every service variable, so tests can clear a developer's environment.
+SERVICE_ENV_PREFIXES = ("PLYTIX_", "PHOTOSHELTER_", "SHOPIFY_", "THREEKIT_", "MS_", "PLANNER_", "OPENTEXT_")
 
 
 def sandbox_url() -> str:

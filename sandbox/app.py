@@ -11,12 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
+from sandbox import webhooks
 from sandbox.faults import FaultMiddleware, FaultSpec
 from sandbox.options import WORLD_OPTIONS, OptionError, SandboxOptions, apply_options
-from sandbox.services import photoshelter, plytix
+from sandbox.services import opentext, photoshelter, planner, plytix, shopify, threekit
 from sandbox.state import SandboxState
 
-SERVICES = (plytix.SERVICE, plytix.AUTH_SERVICE, photoshelter.SERVICE)
+SERVICES = (plytix.SERVICE, plytix.AUTH_SERVICE, photoshelter.SERVICE, shopify.SERVICE, threekit.SERVICE,
+            planner.AUTH_SERVICE, planner.SERVICE, opentext.AUTH_SERVICE, opentext.SERVICE)
 PREFIXES = {f"/{svc.prefix}": svc for svc in SERVICES}
 
 
@@ -141,7 +143,9 @@ class ServiceHeaders:
 
 def create_app(options: SandboxOptions | None = None) -> Starlette:
     state = SandboxState(options or SandboxOptions())
-    routes = admin_routes(state) + [Mount(f"/{svc.prefix}", routes=svc.routes(state)) for svc in SERVICES]
+    routes = admin_routes(state) + webhooks.admin_routes(state)
+    routes += [route for svc in SERVICES if svc.admin_routes for route in svc.admin_routes(state)]
+    routes += [Mount(f"/{svc.prefix}", routes=svc.routes(state)) for svc in SERVICES]
     app = Starlette(routes=routes)
     app.router.redirect_slashes = False
     app.state.sandbox = state

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = Literal["ok", "500", "502", "503", "429", "drop", "malformed", "timeout", "status_error"]
+Outcome = Literal["ok", "500", "502", "503", "429", "drop", "malformed", "timeout", "status_error", "commit_timeout"]
 
 
 class FaultSpec(BaseModel):
@@ -32,6 +32,9 @@ class FaultSpec(BaseModel):
     latency_ms: int = Field(0, ge=0)
     timeout_rate: float = Field(0, ge=0, le=1)  # no answer for timeout_s
     timeout_s: float = Field(60, ge=0)
+    # The request is handled (a write is committed), then the answer is held for timeout_s: the
+    # client times out not knowing it succeeded. ("drop" also commits first, then cuts the body.)
+    commit_timeout_rate: float = Field(0, ge=0, le=1)
     path_contains: str | None = None  # only requests whose path contains this
     script: list[Outcome] = []  # exact outcomes for the next matching requests, then random/ok
     seed: int = 0
@@ -75,7 +78,7 @@ class FaultState:
         roll = rng.random()
         for outcome, rate in (("5xx", spec.error_rate), ("429", spec.rate_limit_rate), ("drop", spec.drop_rate),
                               ("malformed", spec.malformed_rate), ("status_error", spec.status_error_rate),
-                              ("timeout", spec.timeout_rate)):
+                              ("timeout", spec.timeout_rate), ("commit_timeout", spec.commit_timeout_rate)):
             if roll < rate:
                 if outcome == "5xx":
                     return str(rng.choice(spec.error_statuses))  # type: ignore[return-value]
@@ -122,6 +125,8 @@ class FaultMiddleware:
         if outcome == "timeout":
             await asyncio.sleep(spec.timeout_s)
             return await self.app(scope, receive, send)
+        if outcome == "commit_timeout":
+            return await self.app(scope, receive, _late_send(send, spec.timeout_s))
         if outcome.isdigit() or outcome == "status_error":
             status = 200 if outcome == "status_error" else int(outcome)
             headers, body = self.renderers.get(service, default_error)(status)
@@ -160,5 +165,16 @@ def _mangling_send(send, outcome: Outcome):
         await send(start)  # keeps the full content-length, so the client sees a short body
         await send({"type": "http.response.body", "body": half, "more_body": True})
         raise DroppedConnection("sandbox fault: connection dropped mid-body")
+
+    return wrapped
+
+
+def _late_send(send, delay_s: float):
+    """Wrap `send` so the handled response goes out only after `delay_s` (the client has given up)."""
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            await asyncio.sleep(delay_s)
+        await send(message)
 
     return wrapped

@@ -9,10 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
+
+from sandbox.service_options.opentext import OpenTextOptions
+from sandbox.service_options.planner import PlannerOptions
+from sandbox.service_options.shopify import ShopifyOptions
+from sandbox.service_options.threekit import ThreekitOptions
 
 
-class SandboxOptions(BaseModel):
+class SandboxOptions(ShopifyOptions, ThreekitOptions, PlannerOptions, OpenTextOptions):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- world (the generator; changing these needs a reset) ---
@@ -67,7 +72,9 @@ class SandboxOptions(BaseModel):
 
 
 WORLD_OPTIONS = {
-    name for name in SandboxOptions.model_fields if name == "seed" or name.startswith(("products", "images_", "world_", "history_", "burst_", "share_"))
+    name for name, info in SandboxOptions.model_fields.items()
+    if name == "seed" or name.startswith(("products", "images_", "world_", "history_", "burst_", "share_"))
+    or (isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("world"))
 }
 
 

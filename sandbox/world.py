@@ -120,6 +120,10 @@ class WorldGenerator:
         self.burst_instant = self.now - timedelta(days=1, hours=3, microseconds=-123456)
 
     # --- deterministic draws ---
+    def rng(self, kind: int, index: int) -> random.Random:
+        """The generator for record `index` of draw stream `kind` (extensions use kinds >= 100)."""
+        return self._rng(kind, index)
+
     def _rng(self, kind: int, index: int) -> random.Random:
         return random.Random((self.o.seed * 1_000_003 + kind) * 10_000_019 + index)
 
@@ -162,6 +166,10 @@ class WorldGenerator:
                 truth = pd.DataFrame(chunk.truth, columns=["kind", "record_id"])  # noqa: F841 (read by SQL)
                 con.execute("INSERT INTO ground_truth SELECT * FROM truth")
         self._build_orphans(con)
+        from sandbox.worlds import extensions  # the other services' worlds, tied to this catalog
+
+        for extend in extensions():
+            extend(con, self)
 
     def _build_categories(self, con: duckdb.DuckDBPyConnection) -> None:
         paths = taxonomy.all_category_paths()

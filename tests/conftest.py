@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from orchestration.settings import SERVICE_ENV_PREFIXES
+
 # Dagster's retry of a failed extraction waits 30 s in production; tests do not need to.
 os.environ.setdefault("CATALOG_OPS_EXTRACTION_RETRY_DELAY_S", "0.2")
 
@@ -112,6 +114,6 @@ def sandbox_env(sandbox: Sandbox, monkeypatch) -> Sandbox:
     """Point every client default at the session sandbox, as a customer's env vars would."""
     monkeypatch.setenv("SANDBOX_URL", sandbox.url)
     for name in list(os.environ):
-        if name.startswith(("PLYTIX_", "PHOTOSHELTER_")):
+        if name.startswith(SERVICE_ENV_PREFIXES):
             monkeypatch.delenv(name)
     return sandbox

@@ -1,0 +1,7 @@
+"""Threekit emulation: placeholder until it lands."""
+
+from __future__ import annotations
+
+from sandbox.services import ServiceDef, json_error_renderer
+
+SERVICE = ServiceDef(prefix="threekit", routes=lambda state: [], error_renderer=json_error_renderer)

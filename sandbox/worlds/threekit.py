@@ -1,0 +1,7 @@
+"""The threekit world: placeholder until its sandbox service lands."""
+
+from __future__ import annotations
+
+
+def build(con, gen) -> None:
+    """Nothing yet."""
