@@ -50,6 +50,30 @@ class Owners(_Strict):
     by_rule: dict[str, str] = {}
 
 
+class Person(_Strict):
+    """Someone an owner address stands for: how to reach them and who they escalate to."""
+
+    name: str
+    phone: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$")  # E.164, for SMS
+    entra_id: str | None = Field(None, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    manager: str | None = None
+
+
+class NotificationRules(_Strict):
+    # An owner's new findings on one day beyond this many go out as one digest, not one message each.
+    digest_above: int = Field(5, ge=0)
+    published_to: list[str] = []  # told when products are approved and published
+    integration_owners: list[str] = []  # told about failed pushes, syncs and API calls
+    # Findings open this many days escalate, level by level, up the manager chain (SMS from level 2).
+    escalation_after_days: list[int] = [3, 7]
+    milestone_min_products: int = Field(1, ge=1)  # a category milestone needs at least this many products
+
+
+class WorkflowRules(_Strict):
+    # The stage a product moves to when its Planner task is completed.
+    next_stage: dict[str, str] = {}
+
+
 class QualityRules(_Strict):
     locales: dict[str, str] = {}
     required_attributes: RequiredAttributes
@@ -59,6 +83,9 @@ class QualityRules(_Strict):
     launch: LaunchRules
     severity: dict[str, Severity]
     owners: Owners
+    people: dict[str, Person] = {}
+    notifications: NotificationRules = NotificationRules()
+    workflow: WorkflowRules = WorkflowRules()
 
     @model_validator(mode="after")
     def _known_rules(self) -> QualityRules:
@@ -68,6 +95,12 @@ class QualityRules(_Strict):
         missing = sorted(set(RULES) - set(self.severity))
         if missing:
             raise ValueError(f"severity missing for rule(s): {', '.join(missing)}")
+        named = {self.owners.default, *self.owners.by_category.values(), *self.owners.by_channel.values(),
+                 *self.owners.by_rule.values(), *self.notifications.published_to,
+                 *self.notifications.integration_owners, *(p.manager for p in self.people.values() if p.manager)}
+        unknown_people = sorted(named - set(self.people)) if self.people else []
+        if unknown_people:
+            raise ValueError(f"not in people: {', '.join(unknown_people)} (every owner and manager needs an entry)")
         return self
 
 

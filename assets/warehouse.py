@@ -52,6 +52,19 @@ TABLES: dict[str, str] = {
     "catalog_quality_report": """
         report_date DATE, product_id VARCHAR, sku VARCHAR, rule VARCHAR, severity VARCHAR, owner VARCHAR,
         category_root VARCHAR, detail VARCHAR, first_seen DATE, last_seen DATE, state VARCHAR""",
+    # One row per notification and channel. `dedupe_key` says what, which record and which window, so a
+    # re-run plans nothing twice; the status moves pending -> submitting -> accepted -> delivered/failed
+    # (or unknown: the service may have it, and it is never sent again without a person deciding).
+    "notification_outbox": """
+        dedupe_key VARCHAR PRIMARY KEY, reference VARCHAR, kind VARCHAR, channel VARCHAR, recipient VARCHAR,
+        destination VARCHAR, subject VARCHAR, body VARCHAR, record_id VARCHAR, window_date DATE,
+        planned_at TIMESTAMPTZ, planned_by_run VARCHAR, status VARCHAR, attempts INTEGER, job_id VARCHAR,
+        next_attempt_at TIMESTAMPTZ, submitted_at TIMESTAMPTZ, accepted_at TIMESTAMPTZ, last_polled_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ, last_error VARCHAR""",
+    # Every write the project makes to an outside service (or would make, in a dry run).
+    "action_audit": """
+        recorded_at TIMESTAMPTZ, run_id VARCHAR, asset VARCHAR, service VARCHAR, action VARCHAR,
+        record_id VARCHAR, detail JSON, dry_run BOOLEAN""",
 }
 
 

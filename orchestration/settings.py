@@ -84,6 +84,10 @@ class ProjectSettings(BaseSettings):
     rules_path: Path | None = None
     # Delay before Dagster retries a failed extraction (then doubled, with jitter); the retry resumes.
     extraction_retry_delay_s: float = 30.0
+    # Action assets compute and audit their plan but write nothing (per run: the `dry_run` run config).
+    dry_run: bool = False
+    # Notifications are planned for partitions at most this many days old; older ones are history.
+    notify_max_age_days: int = 2
     # DAGSTER_UI_URL is the contracts' public name for it.
     dagster_ui_url: str = Field("http://127.0.0.1:3000",
                                 validation_alias=AliasChoices("DAGSTER_UI_URL", "CATALOG_OPS_DAGSTER_UI_URL"))
