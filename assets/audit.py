@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -46,3 +46,15 @@ class AuditLog:
         """Counts per `service.action` (0 when nothing was needed), and whether it was a dry run."""
         return {"dry_run": self.dry_run, "writes_total": sum(self.counts.values()),
                 **{f"writes/{key}": n for key, n in sorted(self.counts.items())}}
+
+
+def acting_days(context: dg.AssetExecutionContext) -> tuple[list[date], int]:
+    """The run's partition days recent enough to act on, and how many older ones were skipped."""
+    from orchestration.partitions import partition_days
+
+    oldest = datetime.now(UTC).date() - timedelta(days=ProjectSettings().actions_max_age_days)
+    days = partition_days(context)
+    recent = [day for day in days if day >= oldest]
+    if len(recent) < len(days):
+        context.log.info(f"{len(days) - len(recent)} day(s) before {oldest} skipped: a backfill is not news")
+    return recent, len(days) - len(recent)

@@ -1,24 +1,24 @@
 """`catalog_notifications`: the day's catalog news, planned into the outbox and delivered through OpenText.
 
-Planning only happens for recent days (`CATALOG_OPS_NOTIFY_MAX_AGE_DAYS`): a backfill of last
+Planning only happens for recent days (`CATALOG_OPS_ACTIONS_MAX_AGE_DAYS`): a backfill of last
 quarter rebuilds the reports, it does not page people about August. Delivery works off the whole
 outbox, whatever day planned it, so a failed send is retried by the next run or tick.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.audit import ActionConfig, AuditLog
+from assets.audit import ActionConfig, AuditLog, acting_days
 from assets.notification_plan import plan_items, render
 from assets.outbox import enqueue, outbox_counts, poll_accepted, recover_interrupted, send_pending
 from assets.quality import catalog_quality_report
 from assets.rules import load_rules
 from assets.warehouse import ensure_tables, table_schema
-from orchestration.partitions import daily_partitions, partition_days
+from orchestration.partitions import daily_partitions
 from orchestration.settings import ProjectSettings
 from resources.opentext import OpenTextResource
 
@@ -50,17 +50,13 @@ def deliver(con, client, audit: AuditLog) -> dict[str, int]:
 )
 def catalog_notifications(context: dg.AssetExecutionContext, config: ActionConfig, warehouse: DuckDBResource,
                           opentext: OpenTextResource) -> dg.MaterializeResult:
-    settings, rules = ProjectSettings(), load_rules(ProjectSettings().rules_path)
-    oldest = datetime.now(UTC).date() - timedelta(days=settings.notify_max_age_days)
-    audit_name = context.asset_key.to_user_string()
-    planned = skipped_days = 0
+    rules = load_rules(ProjectSettings().rules_path)
+    days, skipped_days = acting_days(context)
+    planned = 0
     with warehouse.get_connection() as con:
         ensure_tables(con)
-        audit = AuditLog(con, context.run.run_id, audit_name, config.dry_run)
-        for day in partition_days(context):
-            if day < oldest:
-                skipped_days += 1
-                continue
+        audit = AuditLog(con, context.run.run_id, context.asset_key.to_user_string(), config.dry_run)
+        for day in days:
             plan_items(con, day, rules, STAGES)
             rows = render(con, day, rules, report_link(day))
             planned += enqueue(con, rows, context.run.run_id) if not config.dry_run else 0
@@ -69,8 +65,6 @@ def catalog_notifications(context: dg.AssetExecutionContext, config: ActionConfi
                     audit.record("opentext", f"plan_{row.channel}", row.dedupe_key, recipient=row.recipient)
         delivered = deliver(con, opentext.get_client(), audit)
         counts = outbox_counts(con)
-    if skipped_days:
-        context.log.info(f"{skipped_days} day(s) older than {oldest} planned nothing (a backfill is not news)")
     return dg.MaterializeResult(metadata={
         "planned_new": planned, "skipped_old_days": skipped_days, **delivered,
         **{f"outbox/{status}": n for status, n in sorted(counts.items())}, **audit.metadata(),

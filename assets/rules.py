@@ -37,6 +37,8 @@ class Taxonomy(_Strict):
 class ImageRules(_Strict):
     stages_needing_hero: list[str]
     expiring_within_days: int = Field(30, ge=0)
+    # Products in these stages take their approved images and usage rights from PhotoShelter.
+    sync_stages: list[str] = ["Image review", "Ready for approval", "Approved", "Published"]
 
 
 class LaunchRules(_Strict):

@@ -86,8 +86,9 @@ class ProjectSettings(BaseSettings):
     extraction_retry_delay_s: float = 30.0
     # Action assets compute and audit their plan but write nothing (per run: the `dry_run` run config).
     dry_run: bool = False
-    # Notifications are planned for partitions at most this many days old; older ones are history.
-    notify_max_age_days: int = 2
+    # Action assets (notifications, tasks, syncs) act on partitions at most this many days old; a
+    # backfill of older days rebuilds the warehouse without paging people about last quarter.
+    actions_max_age_days: int = 2
     # DAGSTER_UI_URL is the contracts' public name for it.
     dagster_ui_url: str = Field("http://127.0.0.1:3000",
                                 validation_alias=AliasChoices("DAGSTER_UI_URL", "CATALOG_OPS_DAGSTER_UI_URL"))

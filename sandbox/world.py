@@ -61,6 +61,18 @@ FROM plytix_assets a LEFT JOIN (
 """
 
 
+def _usage_rights(usable: list[dict]) -> dict:
+    """The usage-rights attributes Plytix holds for a product whose images were synced from
+    PhotoShelter: channels every usable image may be used in, the narrowest market, the first expiry.
+    (The same rule as the project's image sync, so a synced world shows no differences.)"""
+    channels = [label for label, column in (("E-commerce", "usage_ecommerce"), ("Marketplaces", "usage_marketplaces"),
+                                            ("Print", "usage_print"), ("Social", "usage_social"))
+                if all(image[column] == "Allowed" for image in usable)]
+    markets = sorted(image["licensed_market"] for image in usable if image["licensed_market"] != "Worldwide")
+    return {"usage_rights_channels": channels, "usage_rights_market": markets[0] if markets else "Worldwide",
+            "license_expiration_date": min(image["license_expiration"] for image in usable)}
+
+
 def product_id(index: int) -> str:
     return f"6740a1f2{index:016x}"
 
@@ -262,11 +274,12 @@ class WorldGenerator:
         thumbnail = None
         if stage in taxonomy.LATE_STAGES:
             if usable:
-                asset_ids = [self._asset(iid, number, chunk) for iid, number in usable]
+                asset_ids = [self._asset(image["id"], image["seq"], chunk) for image in usable]
                 attributes["hero_image"] = {"id": asset_ids[0]}
                 if asset_ids[1:]:
                     attributes["alternate_images"] = [{"id": a} for a in asset_ids[1:]]
                 attributes["image_approval_status"] = "Approved"
+                attributes.update(_usage_rights(usable))
                 thumbnail = asset_ids[0]
             else:
                 truth(("no_hero_image", pid))
@@ -282,8 +295,8 @@ class WorldGenerator:
         })
 
     def _images(self, index: int, style_no: int, style: dict, sku: str | None, rng: random.Random,
-                chunk: _Chunk, pid: str) -> list[tuple[str, int]]:
-        """Generate the product's images; return the ids of those usable on the anchor date."""
+                chunk: _Chunk, pid: str) -> list[dict]:
+        """Generate the product's images; return those usable on the anchor date."""
         o = self.o
         if style["no_images"] or o.images_per_product == 0:
             chunk.truth.append(("missing_images", pid))
@@ -328,7 +341,7 @@ class WorldGenerator:
                 "license_expiration": (self.now + timedelta(days=days_left)).date().isoformat(),
             })
             if not (unapproved or expired):
-                usable.append((iid, number))
+                usable.append(chunk.images[-1])
         return usable
 
     def _asset(self, iid: str, number: int, chunk: _Chunk) -> str:
