@@ -45,6 +45,11 @@ class ServiceUnavailable(ServiceError):
     """5xx, timeouts or dropped connections beyond the retry budget."""
 
 
+class NotSent(ServiceUnavailable):
+    """The connection failed before the request left (refused, connect timeout): nothing reached the
+    service, so even a non-idempotent call is safe to send again."""
+
+
 class RateLimited(ServiceError):
     """Still rate limited (429) after the retry budget."""
 
@@ -185,8 +190,9 @@ class HttpService:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if (sent and not idempotent) or attempt >= self.retry.max_attempts:
                     hint = " (not retried: the request may have been applied)" if sent and not idempotent else ""
-                    raise ServiceUnavailable(self.service, method, path, None, f"client:{client_request_id}",
-                                             reason + hint, attempt) from None
+                    raise (ServiceUnavailable if sent else NotSent)(
+                        self.service, method, path, None, f"client:{client_request_id}", reason + hint, attempt
+                    ) from None
                 self._wait(attempt, None, method, path, reason)
                 continue
             # The service's own id if it sends one, else ours (sent as X-Request-Id) for correlation.

@@ -125,7 +125,7 @@ class ServiceHeaders:
             return await self.app(scope, receive, send)
         path = scope["path"]
         svc = PREFIXES.get("/" + path.lstrip("/").split("/", 1)[0])
-        if svc and path.endswith("/") and path.count("/") > 2:
+        if svc and svc.redirect_trailing_slash and path.endswith("/") and path.count("/") > 2:
             query = scope.get("query_string", b"").decode()
             location = path.rstrip("/") + (f"?{query}" if query else "")
             return await RedirectResponse(location, status_code=301)(scope, receive, send)

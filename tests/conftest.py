@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ WORLD_NOW = "2026-11-22T12:00:00Z"
 SANDBOX_PRODUCTS = 2000
 # Generous server-side limits for the shared sandbox; tests that exercise limits lower them.
 FAST_LIMITS = ["plytix_rate_per_10s=1000000", "plytix_rate_per_hour=10000000", "plytix_auth_rate_per_s=1000",
-               "photoshelter_rate_per_s=100000", "photoshelter_auth_rate_per_min=100000"]
+               "photoshelter_rate_per_s=100000", "photoshelter_auth_rate_per_min=100000",
+               "opentext_rate_per_s=100000", "opentext_token_rate_per_min=100000"]
 
 
 def free_port() -> int:
@@ -68,12 +70,16 @@ def start_sandbox(products: int = SANDBOX_PRODUCTS, extra: list[str] | None = No
                "--products", str(products)]
     for item in sets:
         command += ["--set", item]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe: every injected dropped connection logs a traceback, and a pipe
+    # nobody reads would fill up and block the sandbox mid-session.
+    log = tempfile.NamedTemporaryFile(prefix="sandbox-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"sandbox exited: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"sandbox exited: {open(log.name).read()[-2000:]}")  # noqa: SIM115
         try:
             if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
                 return proc, url

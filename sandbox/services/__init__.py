@@ -17,6 +17,8 @@ class ServiceDef:
     expire_tokens: Callable | None = None  # (SandboxState) -> None
     # (SandboxState) -> list[Route] mounted at the root: the service's `/_sandbox/<service>/...` calls
     admin_routes: Callable | None = None
+    # The real hosts 301 a trailing slash; a service whose contract serves both forms opts out.
+    redirect_trailing_slash: bool = True
 
 
 def json_error_renderer(status: int) -> tuple[dict[str, str], bytes]:
