@@ -24,7 +24,7 @@ SANDBOX_PRODUCTS = 2000
 # Generous server-side limits for the shared sandbox; tests that exercise limits lower them.
 FAST_LIMITS = ["plytix_rate_per_10s=1000000", "plytix_rate_per_hour=10000000", "plytix_auth_rate_per_s=1000",
                "photoshelter_rate_per_s=100000", "photoshelter_auth_rate_per_min=100000",
-               "opentext_rate_per_s=100000", "opentext_token_rate_per_min=100000"]
+               "opentext_rate_per_s=100000", "opentext_token_rate_per_min=100000", "planner_rate_per_s=100000"]
 
 
 def free_port() -> int:
