@@ -43,11 +43,10 @@ desired_channels AS (
     SELECT d.product_id, coalesce(list(c.channel ORDER BY c.channel) FILTER (WHERE c.n = d.n_usable), []) AS channels
     FROM desired d LEFT JOIN channel_counts c USING (product_id) GROUP BY d.product_id
 ),
-current AS (
+current AS (  -- media attributes are `{"id"}` refs: identity is checked against the product's assets on apply
     SELECT s.product_id, s.workflow_stage,
-           regexp_replace(json_extract_string(s.attributes, '$.hero_image.filename'), '\\.[^.]*$', '') AS hero,
-           coalesce(list_sort(list_transform(CAST(json_extract(s.attributes, '$.alternate_images[*].filename')
-               AS VARCHAR[]), lambda f: regexp_replace(f, '\\.[^.]*$', ''))), []) AS alternates,
+           json_extract_string(s.attributes, '$.hero_image.id') AS hero,
+           coalesce(json_array_length(json_extract(s.attributes, '$.alternate_images')), 0) AS n_alternates,
            json_extract_string(s.attributes, '$.image_approval_status') AS approval,
            coalesce(list_sort(CAST(json_extract(s.attributes, '$.usage_rights_channels') AS VARCHAR[])), []) AS channels,
            json_extract_string(s.attributes, '$.usage_rights_market') AS market,
@@ -55,12 +54,10 @@ current AS (
     FROM catalog_snapshot s JOIN candidates USING (product_id)
     WHERE s.snapshot_date = $day AND list_contains($sync_stages, s.workflow_stage)
 )
-SELECT c.product_id, d.hero AS want_hero, c.hero AS have_hero, d.alternates AS want_alternates,
-       c.alternates AS have_alternates, 'Approved' AS want_approval, c.approval AS have_approval,
-       dc.channels AS want_channels, c.channels AS have_channels, d.market AS want_market, c.market AS have_market,
-       d.expiry AS want_expiry, c.expiry AS have_expiry
+SELECT c.product_id, d.hero AS want_hero, d.alternates AS want_alternates, 'Approved' AS want_approval,
+       dc.channels AS want_channels, d.market AS want_market, d.expiry AS want_expiry
 FROM current c JOIN desired d USING (product_id) JOIN desired_channels dc USING (product_id)
-WHERE c.hero IS DISTINCT FROM d.hero OR c.alternates <> d.alternates OR c.approval IS DISTINCT FROM 'Approved'
+WHERE c.hero IS NULL OR c.n_alternates <> len(d.alternates) OR c.approval IS DISTINCT FROM 'Approved'
    OR c.channels <> dc.channels OR c.market IS DISTINCT FROM d.market OR c.expiry IS DISTINCT FROM d.expiry
 ORDER BY c.product_id
 """
@@ -115,31 +112,40 @@ def plan_keyword_sync(con: duckdb.DuckDBPyConnection, day: date) -> list[tuple[s
     return [(image_id, keywords) for image_id, keywords, _ in con.execute("SELECT * FROM keyword_sync_plan").fetchall()]
 
 
-def apply_image_sync(plytix, photoshelter, audit, change: dict) -> None:
-    """Bring one Plytix product in line with its approved PhotoShelter images."""
+def apply_image_sync(plytix, photoshelter, audit, change: dict) -> int:
+    """Bring one Plytix product in line with its approved PhotoShelter images, writing only what
+    differs from the product as it stands now. Returns the number of writes."""
     pid = change["product_id"]
-    attributes = {"image_approval_status": change["want_approval"], "usage_rights_channels": change["want_channels"],
-                  "usage_rights_market": change["want_market"], "license_expiration_date": change["want_expiry"]}
-    media: list[tuple[str, str]] = []
-    if change["want_hero"] != change["have_hero"]:
-        media.append((change["want_hero"], "hero_image"))
-    media += [(image_id, "alternate_images") for image_id in change["want_alternates"]
-              if image_id not in (change["have_alternates"] or [])]
+    product = plytix.get_product(pid)
+    files = {asset["id"]: asset.get("filename", "") for asset in plytix.product_assets(pid)}
+    image_of = lambda ref: files.get(ref.get("id") if isinstance(ref, dict) else ref, "").rsplit(".", 1)[0]  # noqa: E731
+    attrs = product.get("attributes") or {}
+    have_hero = image_of(attrs["hero_image"]) if attrs.get("hero_image") else None
+    have_alternates = [image_of(ref) for ref in attrs.get("alternate_images") or []]
+    wanted = {"image_approval_status": change["want_approval"], "usage_rights_channels": change["want_channels"],
+              "usage_rights_market": change["want_market"], "license_expiration_date": change["want_expiry"]}
+    attributes = {k: v for k, v in wanted.items()
+                  if (sorted(attrs.get(k) or []) if isinstance(v, list) else attrs.get(k)) != v}
+    link = [(change["want_hero"], "hero_image")] if change["want_hero"] != have_hero else []
+    link += [(image_id, "alternate_images") for image_id in change["want_alternates"] if image_id not in have_alternates]
     # Alternates that are no longer usable (rights expired, approval withdrawn) come off the product.
-    unlink = [image_id for image_id in change["have_alternates"] or [] if image_id not in change["want_alternates"]]
-    audit.record("plytix", "sync_images", pid, attributes=attributes, link=[m[0] for m in media], unlink=unlink)
+    unlink = [image_id for image_id in have_alternates if image_id and image_id not in change["want_alternates"]]
+    if not (attributes or link or unlink):
+        return 0
+    audit.record("plytix", "sync_images", pid, attributes=attributes, link=[m[0] for m in link], unlink=unlink)
     if audit.dry_run:
-        return
-    if unlink:
-        for asset in plytix.product_assets(pid):
-            if asset.get("filename", "").rsplit(".", 1)[0] in unlink:
-                plytix.unlink_asset(pid, asset["id"])
-    for image_id, label in media:
+        return 0
+    for asset_id, filename in files.items():
+        if filename.rsplit(".", 1)[0] in unlink:
+            plytix.unlink_asset(pid, asset_id)
+    for image_id, label in link:
         filename = f"{image_id}.jpg"  # the convention that ties a Plytix asset to its PhotoShelter image
         found = plytix.find_asset(filename)
         asset_id = found["id"] if found else plytix.create_asset(photoshelter.rendition_link(image_id), filename)
         plytix.link_asset(pid, asset_id, label)
-    plytix.update_product_if_changed(pid, attributes=attributes)
+    if attributes:
+        plytix.patch_product(pid, {"attributes": attributes})
+    return len(unlink) + len(link) + bool(attributes)
 
 
 def apply_keyword_sync(photoshelter, audit, image_id: str, keywords: list[str]) -> bool:

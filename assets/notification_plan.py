@@ -115,6 +115,9 @@ def escalation_tables(rules: QualityRules) -> dict[str, pd.DataFrame]:
 
 def plan_items(con, day: date, rules: QualityRules, stages: dict[str, list[str]]) -> None:
     """Fill the temp tables `notification_items` and `notification_milestones` for `day`."""
+    from assets.quality import load_rule_tables  # the owners table the quality rules route by
+
+    load_rule_tables(con, rules)
     for name, frame in escalation_tables(rules).items():
         con.register(f"{name}_frame", frame)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_frame")  # noqa: S608 (fixed names)

@@ -5,7 +5,6 @@ quarter rebuilds the reports, it does not page people about August. Delivery wor
 outbox, whatever day planned it, so a failed send is retried by the next run or tick.
 """
 
-from __future__ import annotations
 
 from datetime import UTC, date, datetime
 

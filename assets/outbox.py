@@ -58,9 +58,10 @@ def enqueue(con: duckdb.DuckDBPyConnection, planned: list[Planned], run_id: str)
     frame["attempts"] = 0
     con.register("planned_frame", frame)
     try:
-        before = con.execute("SELECT count(*) FROM notification_outbox").fetchone()[0]
-        con.execute("INSERT OR IGNORE INTO notification_outbox BY NAME SELECT * FROM planned_frame")
-        return con.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] - before
+        # (fetchall, not fetchone: DuckDB wants every result drained before `unregister`)
+        before = con.execute("SELECT count(*) FROM notification_outbox").fetchall()[0][0]
+        con.execute("INSERT OR IGNORE INTO notification_outbox BY NAME SELECT * FROM planned_frame").fetchall()
+        return con.execute("SELECT count(*) FROM notification_outbox").fetchall()[0][0] - before
     finally:
         con.unregister("planned_frame")
 

@@ -71,6 +71,33 @@ class NotificationRules(_Strict):
     milestone_min_products: int = Field(1, ge=1)  # a category milestone needs at least this many products
 
 
+class Launch(_Strict):
+    """A seasonal launch: the products in it (by category root or path prefix, and/or SKUs) and the
+    channels its images must be licensed for."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9 ._-]{1,80}$")
+    categories: list[list[str]] = []
+    skus: list[str] = []
+    channels: list[str] = ["E-commerce"]
+
+    @model_validator(mode="after")
+    def _has_products(self) -> Launch:
+        if not self.categories and not self.skus:
+            raise ValueError(f"launch {self.name!r} names no categories and no skus")
+        return self
+
+
+class PlannerRules(_Strict):
+    # Changes to these attributes need a review and approval task for `regulated_reviewer`.
+    regulated_attributes: list[str] = []
+    regulated_reviewer: str | None = None
+    # A category root with at least this many products changed on one day is a catalog refresh.
+    refresh_min_changes: int = Field(50, ge=1)
+    launch_checklist: list[str] = ["Copy review", "Image approval", "Channel setup", "Marketplace validation"]
+    # Turn task writes off without turning the rest of the actions off.
+    enabled: bool = True
+
+
 class WorkflowRules(_Strict):
     # The stage a product moves to when its Planner task is completed.
     next_stage: dict[str, str] = {}
@@ -88,6 +115,8 @@ class QualityRules(_Strict):
     people: dict[str, Person] = {}
     notifications: NotificationRules = NotificationRules()
     workflow: WorkflowRules = WorkflowRules()
+    launches: list[Launch] = []
+    planner: PlannerRules = PlannerRules()
 
     @model_validator(mode="after")
     def _known_rules(self) -> QualityRules:
@@ -99,7 +128,8 @@ class QualityRules(_Strict):
             raise ValueError(f"severity missing for rule(s): {', '.join(missing)}")
         named = {self.owners.default, *self.owners.by_category.values(), *self.owners.by_channel.values(),
                  *self.owners.by_rule.values(), *self.notifications.published_to,
-                 *self.notifications.integration_owners, *(p.manager for p in self.people.values() if p.manager)}
+                 *self.notifications.integration_owners, *(p.manager for p in self.people.values() if p.manager),
+                 *([self.planner.regulated_reviewer] if self.planner.regulated_reviewer else [])}
         unknown_people = sorted(named - set(self.people)) if self.people else []
         if unknown_people:
             raise ValueError(f"not in people: {', '.join(unknown_people)} (every owner and manager needs an entry)")

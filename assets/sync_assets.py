@@ -1,7 +1,6 @@
 """The sync assets: Plytix <- PhotoShelter (approved images, usage rights) and PhotoShelter <- Plytix
 (keywords). Planning is in `catalog_sync`; these run it for the recent days of a partition range."""
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -22,23 +21,24 @@ ACTION_POLICY = dict(partitions_def=daily_partitions, backfill_policy=dg.Backfil
 
 @dg.asset(deps=[product_images], kinds={"plytix", "duckdb"}, owners=["team:content-operations"],
           description="Approved PhotoShelter images (hero, alternates) and their usage rights (channels, market, "
-                      "expiry) written into the matching Plytix products whose images changed on D; only differences.",
+                      "expiry) written into the matching Plytix products whose images changed on D; only differences "
+                      "(the warehouse narrows the candidates, the product as it stands decides the writes).",
           **ACTION_POLICY)
 def plytix_image_sync(context: dg.AssetExecutionContext, config: ActionConfig, warehouse: DuckDBResource,
                       plytix: PlytixResource, photoshelter: PhotoShelterResource) -> dg.MaterializeResult:
     stages = load_rules(ProjectSettings().rules_path).images.sync_stages
     days, skipped = acting_days(context)
-    planned = 0
+    planned = written = 0
     with warehouse.get_connection() as con:
         ensure_tables(con)
         audit = AuditLog(con, context.run.run_id, context.asset_key.to_user_string(), config.dry_run)
         for day in days:
             changes = plan_image_sync(con, day, stages)
             planned += len(changes)
-            for change in changes:
-                apply_image_sync(plytix.get_client(), photoshelter.get_client(), audit, change)
-    return dg.MaterializeResult(metadata={"products_out_of_step": planned, "skipped_old_days": skipped,
-                                          **audit.metadata()})
+            written += sum(bool(apply_image_sync(plytix.get_client(), photoshelter.get_client(), audit, change))
+                           for change in changes)
+    return dg.MaterializeResult(metadata={"products_checked": planned, "products_written": written,
+                                          "skipped_old_days": skipped, **audit.metadata()})
 
 
 @dg.asset(deps=[product_images], kinds={"photoshelter", "duckdb"}, owners=["team:content-operations"],

@@ -61,6 +61,14 @@ TABLES: dict[str, str] = {
         planned_at TIMESTAMPTZ, planned_by_run VARCHAR, status VARCHAR, attempts INTEGER, job_id VARCHAR,
         next_attempt_at TIMESTAMPTZ, submitted_at TIMESTAMPTZ, accepted_at TIMESTAMPTZ, last_polled_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ, last_error VARCHAR""",
+    "launch_packages": """
+        package_date DATE, launch VARCHAR, product_id VARCHAR, sku VARCHAR, label VARCHAR, workflow_stage VARCHAR,
+        hero_image_id VARCHAR, image_ids VARCHAR[], missing VARCHAR[], complete BOOLEAN, attributes JSON""",
+    # The Planner tasks this project keeps: their last etag and a hash of what we wanted, so an
+    # unchanged task costs nothing on the next run.
+    "planner_task_state": """
+        key VARCHAR PRIMARY KEY, product_id VARCHAR, task_id VARCHAR, etag VARCHAR, desired_hash VARCHAR, status VARCHAR,
+        updated_at TIMESTAMPTZ""",
     # Every write the project makes to an outside service (or would make, in a dry run).
     "action_audit": """
         recorded_at TIMESTAMPTZ, run_id VARCHAR, asset VARCHAR, service VARCHAR, action VARCHAR,

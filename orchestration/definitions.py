@@ -11,14 +11,24 @@ from assets.extraction import (
     plytix_product_changes,
 )
 from assets.images import product_images
+from assets.launch_packages import launch_packages
+from assets.notifications import catalog_notifications
+from assets.planner_tasks import planner_tasks
 from assets.quality import catalog_quality_report
 from assets.snapshot import catalog_snapshot
+from assets.sync_assets import photoshelter_keyword_sync, plytix_image_sync
 from orchestration.resource_defs import build_resources
+from sensors.planner_completions import advance_stage_job, planner_completed_tasks
 
 catalog_assets = [plytix_product_changes, plytix_categories, plytix_deleted_products, photoshelter_image_changes, catalog_snapshot,
                   product_images, catalog_quality_report]
 
+# Everything that writes to people's tools: tasks, notifications, and the two syncs.
+action_assets = [catalog_notifications, planner_tasks, plytix_image_sync, photoshelter_keyword_sync, launch_packages]
+
 defs = dg.Definitions(
-    assets=catalog_assets,
+    assets=[*catalog_assets, *action_assets],
+    jobs=[advance_stage_job],
+    sensors=[planner_completed_tasks],
     resources=build_resources(),
 )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dagster_duckdb import DuckDBResource
 
 from orchestration.settings import ProjectSettings, dagster_value
+from resources.opentext import OpenTextResource
 from resources.photoshelter import PhotoShelterResource
+from resources.planner import PlannerResource
 from resources.plytix import PlytixResource
+from resources.threekit import ThreekitResource
 
 
 def build_resources() -> dict:
@@ -22,5 +25,19 @@ def build_resources() -> dict:
             api_url=dagster_value("PHOTOSHELTER_API_URL"), api_key=dagster_value("PHOTOSHELTER_API_KEY"),
             email=dagster_value("PHOTOSHELTER_EMAIL"), password=dagster_value("PHOTOSHELTER_PASSWORD"),
             org_id=dagster_value("PHOTOSHELTER_ORG_ID"),
+        ),
+        "planner": PlannerResource(
+            login_url=dagster_value("MS_LOGIN_URL"), graph_url=dagster_value("MS_GRAPH_URL"),
+            tenant_id=dagster_value("MS_TENANT_ID"), client_id=dagster_value("MS_CLIENT_ID"),
+            client_secret=dagster_value("MS_CLIENT_SECRET"), plan_id=dagster_value("PLANNER_PLAN_ID"),
+        ),
+        "threekit": ThreekitResource(
+            api_url=dagster_value("THREEKIT_API_URL"), org_id=dagster_value("THREEKIT_ORG_ID"),
+            token=dagster_value("THREEKIT_TOKEN"),
+        ),
+        "opentext": OpenTextResource(
+            auth_url=dagster_value("OPENTEXT_AUTH_URL"), api_url=dagster_value("OPENTEXT_API_URL"),
+            tenant_id=dagster_value("OPENTEXT_TENANT_ID"), client_id=dagster_value("OPENTEXT_CLIENT_ID"),
+            client_secret=dagster_value("OPENTEXT_CLIENT_SECRET"),
         ),
     }
