@@ -1,5 +1,7 @@
 """Materialise the catalog for the demo: every extraction partition up to the latest in one run,
-then the snapshot, the image join and the quality report for the latest partition.
+then the snapshot, the image join and the quality report for the latest partition, then the actions
+(notifications, Planner tasks, the syncs, launch packages) for it, so the sandbox's recorded writes
+show what the project did.
 
 Runs against the instance in DAGSTER_HOME, so the runs and their metadata show in the UI.
 """
@@ -11,7 +13,7 @@ import sys
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from orchestration.definitions import catalog_assets
+from orchestration.definitions import action_assets, catalog_assets
 from orchestration.partitions import daily_partitions
 from orchestration.resource_defs import build_resources
 
@@ -29,7 +31,11 @@ def main() -> int:
             return 1
         derived = dg.materialize(catalog_assets, selection=DERIVED, instance=instance, resources=resources,
                                  partition_key=latest)
-        return 0 if derived.success else 1
+        if not derived.success:
+            return 1
+        actions = dg.materialize([*catalog_assets, *action_assets], selection=[a.key for a in action_assets],
+                                 instance=instance, resources=resources, partition_key=latest)
+        return 0 if actions.success else 1
 
 
 if __name__ == "__main__":

@@ -227,3 +227,57 @@ def test_launch_packages_list_what_is_missing(world):
     assert all(complete == (not missing) for _, complete, missing, _ in rows)
     assert all(hero is not None for _, complete, _, hero in rows if complete)
     assert any(not complete for _, complete, _, _ in rows) and any(complete for _, complete, _, _ in rows)
+
+
+def test_tasks_renamed_by_people_are_restored_through_412_and_429_storms(world):
+    admin, person = world["admin"], load_rules().people["data-steward@example.com"].entra_id
+    picked = query(world, "SELECT key, task_id FROM planner_task_state WHERE key LIKE 'duplicate-sku/%' "
+                          "AND status = 'open' ORDER BY key LIMIT 4")
+    for _, task_id in picked:
+        admin.post(f"/_sandbox/planner/tasks/{task_id}/edit",
+                   json={"user_id": person, "task": {"title": "renamed by a person"}}).raise_for_status()
+    with duckdb.connect(world["warehouse"]) as con:  # forget what we knew, as after a lost warehouse
+        con.execute("DELETE FROM planner_task_state WHERE key IN (SELECT unnest(?))", [[k for k, _ in picked]])
+    before = len(writes(world, "planner"))
+    admin.post("/_sandbox/config", json={"planner_concurrent_edit_rate": 0.5}).raise_for_status()
+    admin.post("/_sandbox/faults", json={"service": "graph", "rate_limit_rate": 0.1, "storm_length": 3,
+                                         "seed": 3}).raise_for_status()
+    try:
+        result = world["run"](["planner_tasks"], partition_key=DAY)
+    finally:
+        admin.delete("/_sandbox/faults").raise_for_status()
+        admin.post("/_sandbox/config", json={"planner_concurrent_edit_rate": 0}).raise_for_status()
+    assert result.success
+    client = world["resources"]["planner"].get_client()
+    for key, task_id in picked:
+        assert mk.title_marker(client.get_task(task_id)["title"]) == mk.marker(key)
+    patched = Counter(w["path"] for w in writes(world, "planner")[before:] if w["method"] == "PATCH")
+    assert sorted(patched) == sorted(f"/v1.0/planner/tasks/{t}" for _, t in picked)
+    assert set(patched.values()) == {1}  # each restored once, whatever the storms did
+
+
+def test_fixing_a_product_closes_its_task_and_sends_no_new_alert(world):
+    truth = world["admin"].get("/_sandbox/ground-truth").json()["ids"]
+    only_description = sorted(set(truth["missing_required"]) - set().union(
+        *(set(ids) for kind, ids in truth.items() if kind not in ("missing_required",) and not kind.startswith(
+            ("planner_", "threekit_", "shopify_")))))
+    key, product_id, task_id = query(world, "SELECT key, product_id, task_id FROM planner_task_state WHERE "
+                                            "status = 'open' AND key LIKE 'missing-attributes/%' AND product_id IN "
+                                            "(SELECT unnest(?)) ORDER BY key LIMIT 1", [only_description])[0]
+    admin = world["admin"]
+    admin.post("/_sandbox/config", json={"sandbox_clock": f"{NEXT}T06:00:00Z"}).raise_for_status()
+    try:  # a person writes the missing description in Plytix the next morning
+        world["resources"]["plytix"].get_client().patch_product(product_id, {"attributes": {"description": "Fixed."}})
+    finally:
+        admin.post("/_sandbox/config", json={"sandbox_clock": ""}).raise_for_status()
+    for selection in (EXTRACTION, DERIVED, ["planner_tasks", "catalog_notifications"]):
+        assert world["run"](selection, partition_key=NEXT).success
+    assert query(world, "SELECT state FROM catalog_quality_report WHERE report_date = ? AND product_id = ? "
+                        "AND rule = 'missing_required_attribute'", [NEXT, product_id]) == [("resolved",)]
+    client = world["resources"]["planner"].get_client()
+    task, details = client.get_task(task_id), client.get_details(task_id)
+    assert task["percentComplete"] == 100
+    assert f"Resolved: no longer found in the catalog quality report of {NEXT}" in details["description"]
+    assert query(world, "SELECT status FROM planner_task_state WHERE key = ?", [key]) == [("completed",)]
+    assert query(world, "SELECT count(*) FROM notification_outbox WHERE window_date = ? AND record_id = ?",
+                 [NEXT, product_id]) == [(0,)]
