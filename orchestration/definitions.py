@@ -17,8 +17,16 @@ from assets.planner_tasks import planner_tasks
 from assets.quality import catalog_quality_report
 from assets.snapshot import catalog_snapshot
 from assets.sync_assets import photoshelter_keyword_sync, plytix_image_sync
+from orchestration.automation import (
+    catalog_job_for,
+    daily_schedule,
+    notification_delivery_job,
+    notification_delivery_schedule,
+    plytix_changes_sensor_for,
+)
 from orchestration.resource_defs import build_resources
 from sensors.planner_completions import advance_stage_job, planner_completed_tasks
+from sensors.run_alerts import materialisation_alerts, run_alert_job
 
 catalog_assets = [plytix_product_changes, plytix_categories, plytix_deleted_products, photoshelter_image_changes, catalog_snapshot,
                   product_images, catalog_quality_report]
@@ -26,9 +34,12 @@ catalog_assets = [plytix_product_changes, plytix_categories, plytix_deleted_prod
 # Everything that writes to people's tools: tasks, notifications, and the two syncs.
 action_assets = [catalog_notifications, planner_tasks, plytix_image_sync, photoshelter_keyword_sync, launch_packages]
 
+catalog_daily_job = catalog_job_for([*catalog_assets, *action_assets])
+
 defs = dg.Definitions(
     assets=[*catalog_assets, *action_assets],
-    jobs=[advance_stage_job],
-    sensors=[planner_completed_tasks],
+    jobs=[catalog_daily_job, advance_stage_job, notification_delivery_job, run_alert_job],
+    schedules=[daily_schedule(catalog_daily_job), notification_delivery_schedule],
+    sensors=[planner_completed_tasks, plytix_changes_sensor_for(catalog_daily_job), materialisation_alerts],
     resources=build_resources(),
 )
