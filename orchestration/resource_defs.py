@@ -9,6 +9,7 @@ from resources.opentext import OpenTextResource
 from resources.photoshelter import PhotoShelterResource
 from resources.planner import PlannerResource
 from resources.plytix import PlytixResource
+from resources.shopify import ShopifyResource
 from resources.threekit import ThreekitResource
 
 
@@ -30,6 +31,10 @@ def build_resources() -> dict:
             login_url=dagster_value("MS_LOGIN_URL"), graph_url=dagster_value("MS_GRAPH_URL"),
             tenant_id=dagster_value("MS_TENANT_ID"), client_id=dagster_value("MS_CLIENT_ID"),
             client_secret=dagster_value("MS_CLIENT_SECRET"), plan_id=dagster_value("PLANNER_PLAN_ID"),
+        ),
+        "shopify": ShopifyResource(
+            shop_url=dagster_value("SHOPIFY_SHOP_URL"), api_version=dagster_value("SHOPIFY_API_VERSION"),
+            access_token=dagster_value("SHOPIFY_ACCESS_TOKEN"),
         ),
         "threekit": ThreekitResource(
             api_url=dagster_value("THREEKIT_API_URL"), org_id=dagster_value("THREEKIT_ORG_ID"),
