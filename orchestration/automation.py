@@ -17,12 +17,14 @@ from assets.audit import AuditLog
 from assets.extraction import SETTLE
 from assets.notifications import deliver
 from assets.warehouse import ensure_tables
+from orchestration.service_tags import service_run_tags
 from resources.opentext import OpenTextResource
 from resources.plytix import PlytixResource, format_timestamp
 
 
 def catalog_job_for(assets: list):
     return dg.define_asset_job("catalog_daily_job", selection=dg.AssetSelection.assets(*assets),
+                               tags=service_run_tags(assets),
                                description="Extraction, snapshot, image join, quality report and the actions for "
                                            "one day (single run per range: a backfill is one run).")
 
@@ -70,7 +72,7 @@ def deliver_notifications(context: dg.OpExecutionContext, warehouse: DuckDBResou
     return dg.Output(None, metadata=figures)
 
 
-@dg.job(description="Works off the notification outbox.", tags={"catalog-ops/service": "opentext"})
+@dg.job(description="Works off the notification outbox.", tags=service_run_tags([deliver_notifications]))
 def notification_delivery_job():
     deliver_notifications()
 

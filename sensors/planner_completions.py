@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from assets.audit import AuditLog
 from assets.rules import load_rules
 from assets.warehouse import ensure_tables
+from orchestration.service_tags import service_run_tags
 from orchestration.settings import ProjectSettings
 from resources.planner import PlannerResource
 from resources.plytix import PlytixResource
@@ -60,7 +61,7 @@ def advance_workflow_stage(context: dg.OpExecutionContext, config: CompletedTask
 
 
 @dg.job(description="A completed Planner task moves its product to the next workflow stage in Plytix.",
-        tags={"catalog-ops/service": "plytix"})
+        tags=service_run_tags([advance_workflow_stage]))
 def advance_stage_job():
     advance_workflow_stage()
 

@@ -19,6 +19,7 @@ from assets.notifications import deliver
 from assets.outbox import Planned, enqueue
 from assets.rules import load_rules
 from assets.warehouse import ensure_tables
+from orchestration.service_tags import service_run_tags
 from orchestration.settings import ProjectSettings
 from resources.opentext import OpenTextResource
 
@@ -116,7 +117,7 @@ def send_run_alert(context: dg.OpExecutionContext, config: RunAlertConfig, wareh
 
 
 @dg.job(name=ALERT_JOB, description="Sends one alert (failure, recovery, failed check, stale asset) through OpenText.",
-        tags={"catalog-ops/service": "opentext"})
+        tags=service_run_tags([send_run_alert]))
 def run_alert_job():
     send_run_alert()
 

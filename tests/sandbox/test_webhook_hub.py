@@ -249,8 +249,10 @@ def test_duplicates_resend_the_same_delivery(hub_env):
     ids = [deliver(admin, resource_id=f"r-{i}").json()["webhook_ids"][0] for i in range(3)]
     wait_for(lambda: len(receiver.received) == 6)
     assert sorted(receiver.ids()) == sorted(ids * 2)
-    entries = log(admin)["deliveries"]
-    assert sorted(e["webhook_id"] for e in entries if e["duplicate"]) == sorted(ids)
+    # The log line is written after the receiver answered: wait for it rather than race it.
+    duplicates = lambda: sorted(e["webhook_id"] for e in log(admin)["deliveries"] if e["duplicate"])  # noqa: E731
+    wait_for(lambda: len(duplicates()) == 3)
+    assert duplicates() == sorted(ids)
 
 
 def test_reorder_window_holds_deliveries_and_shuffles_them(hub_env):
