@@ -31,6 +31,8 @@ def build_resources() -> dict:
             login_url=dagster_value("MS_LOGIN_URL"), graph_url=dagster_value("MS_GRAPH_URL"),
             tenant_id=dagster_value("MS_TENANT_ID"), client_id=dagster_value("MS_CLIENT_ID"),
             client_secret=dagster_value("MS_CLIENT_SECRET"), plan_id=dagster_value("PLANNER_PLAN_ID"),
+            # Planner's limits are unpublished: pace politely and let 429 Retry-After handle the rest.
+            max_requests_per_second=8.0,
         ),
         "shopify": ShopifyResource(
             shop_url=dagster_value("SHOPIFY_SHOP_URL"), api_version=dagster_value("SHOPIFY_API_VERSION"),
