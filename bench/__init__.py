@@ -1,0 +1,1 @@
+"""`make bench`: the catalog transforms, ingest and incremental re-builds, measured side by side."""
