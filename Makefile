@@ -20,7 +20,7 @@ test: $(INSTALLED) postgres-server chromium
 	$(BIN)/pytest
 
 bench: $(INSTALLED)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m bench.run
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
