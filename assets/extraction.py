@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
-from pydantic import ValidationError
 
+from assets.quarantine import check_storable, quarantine_row, reason_for, share_check, share_check_spec
 from assets.warehouse import ensure_tables, staging, swap_in_staged, table_schema
 from orchestration.partitions import daily_partitions, day_bounds, is_first_partition, partition_days
 from orchestration.settings import ProjectSettings
@@ -54,16 +54,6 @@ def partition_date(moment: datetime, first_day: date) -> date:
     return max(moment.astimezone(UTC).date(), first_day)
 
 
-def quarantine_row(day: date, source: str, record: object, reason: str, now: datetime) -> dict:
-    record_id = record.get("id") or record.get("image_id") if isinstance(record, dict) else None
-    return {"partition_date": day, "source": source, "record_id": None if record_id is None else str(record_id),
-            "reason": reason[:1000], "record": json.dumps(record, default=str)[:100_000], "quarantined_at": now}
-
-
-def _reason(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-
-
 def plytix_rows(page: list[dict], first_day: date, now: datetime) -> tuple[list[dict], list[dict]]:
     """Split one search page into warehouse rows and quarantined records."""
     good, bad = [], []
@@ -72,17 +62,18 @@ def plytix_rows(page: list[dict], first_day: date, now: datetime) -> tuple[list[
             product = PlytixProduct.model_validate(item)
             if product.modified is None:
                 raise ValueError("modified: missing")
-        except (ValidationError, ValueError) as exc:
-            reason = _reason(exc) if isinstance(exc, ValidationError) else str(exc)
-            bad.append(quarantine_row(first_day, "plytix", item, reason, now))
+            row = {
+                "partition_date": partition_date(product.modified, first_day), "id": product.id, "sku": product.sku,
+                "label": product.label, "status": product.status, "modified": product.modified,
+                "parent_id": product.parent_id, "num_variations": product.num_variations,
+                "categories": product.categories, "thumbnail": product.thumbnail,
+                "attributes": json.dumps(product.attributes), "extracted_at": now,
+            }
+            check_storable(item, row, "plytix_product_changes")
+        except Exception as exc:  # whatever makes one record unreadable quarantines it, never the page
+            bad.append(quarantine_row(first_day, "plytix", item, reason_for(exc), now))
             continue
-        good.append({
-            "partition_date": partition_date(product.modified, first_day), "id": product.id, "sku": product.sku,
-            "label": product.label, "status": product.status, "modified": product.modified,
-            "parent_id": product.parent_id, "num_variations": product.num_variations,
-            "categories": product.categories, "thumbnail": product.thumbnail,
-            "attributes": json.dumps(product.attributes), "extracted_at": now,
-        })
+        good.append(row)
     return good, bad
 
 
@@ -113,7 +104,7 @@ def stream_changes(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
             swap_in_staged(con, area, [table, quarantine], days[0], days[-1] + timedelta(days=1))
     if quarantined:
         context.log.warning(f"{quarantined} {source} record(s) quarantined; see table {quarantine}")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(check_results=[share_check(table, kept, quarantined)], metadata={
         "dagster/row_count": kept, "records_quarantined": quarantined, "units_read": read,
         "resumed": area.resumed, "api_requests": requests_sent(), "window_start": lo.isoformat(),
         "window_end": hi.isoformat(), "dagster/column_schema": table_schema(table),
@@ -130,7 +121,7 @@ def _summary(rows: int, quarantined: int, lo: datetime, hi: datetime, days: list
 @dg.asset(
     group_name="catalog", kinds={"plytix", "duckdb"}, owners=["team:catalog-operations"],
     description="Every Plytix product change, by day of change (one row per product version).",
-    **EXTRACTION_POLICY,
+    check_specs=[share_check_spec("plytix_product_changes")], **EXTRACTION_POLICY,
 )
 def plytix_product_changes(context: dg.AssetExecutionContext, plytix: PlytixResource,
                            warehouse: DuckDBResource) -> dg.MaterializeResult:
@@ -166,7 +157,7 @@ def photoshelter_rows(images: list[PhotoShelterImage], lo: datetime, hi: datetim
     group_name="images", kinds={"photoshelter", "duckdb"}, owners=["team:content-operations"],
     description="Every PhotoShelter image change (metadata, approval, usage rights), by day of change. "
                 "The DAM has no 'updated since' filter, so each run walks every gallery.",
-    **EXTRACTION_POLICY,
+    check_specs=[share_check_spec("photoshelter_image_changes")], **EXTRACTION_POLICY,
 )
 def photoshelter_image_changes(context: dg.AssetExecutionContext, photoshelter: PhotoShelterResource,
                                warehouse: DuckDBResource) -> dg.MaterializeResult:
@@ -184,10 +175,10 @@ def photoshelter_image_changes(context: dg.AssetExecutionContext, photoshelter: 
                 images = []
                 for item in page.items:
                     try:
+                        check_storable(item)
                         images.append(PhotoShelterImage.from_listing(item, page.gallery_id))
-                    except (ValidationError, ValueError, KeyError, TypeError) as exc:
-                        reason = _reason(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
-                        bad.append(quarantine_row(days[0], "photoshelter", item, reason, now))
+                    except Exception as exc:  # one unreadable record is quarantined, never the gallery
+                        bad.append(quarantine_row(days[0], "photoshelter", item, reason_for(exc), now))
                 rows += photoshelter_rows(images, lo, hi, days[0], now)
             yield gallery["gallery_id"], rows, bad
 

@@ -9,6 +9,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from assets.commerce_rules import CommerceRules
+from assets.configurator_rules import ConfiguratorRules
+
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "orchestration" / "rules.yaml"
 RULES = ("missing_required_attribute", "missing_category_attribute", "channel_attribute_invalid", "missing_images",
          "unapproved_images", "no_hero_image", "usage_rights_expired", "usage_rights_expiring", "duplicate_sku",
@@ -117,6 +120,8 @@ class QualityRules(_Strict):
     workflow: WorkflowRules = WorkflowRules()
     launches: list[Launch] = []
     planner: PlannerRules = PlannerRules()
+    commerce: CommerceRules = CommerceRules()
+    configurator: ConfiguratorRules = ConfiguratorRules()
 
     @model_validator(mode="after")
     def _known_rules(self) -> QualityRules:

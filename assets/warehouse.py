@@ -73,6 +73,80 @@ TABLES: dict[str, str] = {
     "action_audit": """
         recorded_at TIMESTAMPTZ, run_id VARCHAR, asset VARCHAR, service VARCHAR, action VARCHAR,
         record_id VARCHAR, detail JSON, dry_run BOOLEAN""",
+    # Threekit (assets/configurator_extraction.py): every version read, by day of change; the current
+    # catalog whole; the incremental reads' high-water marks. Then the configurator's rules and ledger.
+    "threekit_configurations": """
+        partition_date DATE, id VARCHAR, short_id VARCHAR, product_id VARCHAR, product_version VARCHAR, variant JSON,
+        metadata JSON, price DECIMAL, currency VARCHAR, pricebook_id VARCHAR, shopify_line_item_id VARCHAR,
+        customer_id VARCHAR, created_at TIMESTAMPTZ, extracted_at TIMESTAMPTZ""",
+    "threekit_orders": """
+        partition_date DATE, id VARCHAR, short_id VARCHAR, name VARCHAR, status VARCHAR, shopify_order_id VARCHAR,
+        configuration_ids VARCHAR[], platform JSON, metadata JSON, cart JSON, customer_id VARCHAR,
+        created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, extracted_at TIMESTAMPTZ""",
+    "threekit_asset_changes": """
+        partition_date DATE, id VARCHAR, type VARCHAR, name VARCHAR, proxy_id VARCHAR, metadata JSON, attributes JSON,
+        created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, published_at TIMESTAMPTZ, extracted_at TIMESTAMPTZ""",
+    "threekit_items": """
+        id VARCHAR, name VARCHAR, sku VARCHAR, plytix_product_id VARCHAR, image_id VARCHAR, proxy_id VARCHAR,
+        metadata JSON, attributes JSON, attribute_names VARCHAR[], created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
+        published_at TIMESTAMPTZ, refreshed_at TIMESTAMPTZ""",
+    "threekit_item_prices": "item_id VARCHAR, pricebook_id VARCHAR, currency VARCHAR, amount DECIMAL",
+    "threekit_pricebooks": "id VARCHAR, name VARCHAR, currencies VARCHAR[], deleted_at TIMESTAMPTZ, refreshed_at TIMESTAMPTZ",
+    "threekit_variants": """
+        id VARCHAR, custom_id VARCHAR, item_id VARCHAR, status VARCHAR, option_values VARCHAR[], options JSON,
+        created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, refreshed_at TIMESTAMPTZ""",
+    "threekit_marks": "resource VARCHAR PRIMARY KEY, mark TIMESTAMPTZ, updated_at TIMESTAMPTZ",
+    "threekit_quarantine": QUARANTINE_COLUMNS,
+    "configurator_findings": "report_date DATE, kind VARCHAR, record_id VARCHAR, ref VARCHAR, detail VARCHAR",
+    # Each item told (or written back) once: the key of the outbox row (or write) that carried it.
+    "configurator_items": """
+        item_key VARCHAR PRIMARY KEY, kind VARCHAR, recipient VARCHAR, record_id VARCHAR, ref VARCHAR, line VARCHAR,
+        level INTEGER, first_day DATE, message_key VARCHAR, planned_at TIMESTAMPTZ""",
+    # Shopify (assets/commerce_extraction.py): by the day of the order's (checkout's) last change; an
+    # order's children carry its partition. Money in the shop currency, DECIMAL(18,3) from its string.
+    "shopify_orders": """
+        partition_date DATE, order_id VARCHAR, name VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
+        processed_at TIMESTAMPTZ, closed_at TIMESTAMPTZ, cancelled_at TIMESTAMPTZ, cancel_reason VARCHAR,
+        test BOOLEAN, tags VARCHAR[], financial_status VARCHAR, fulfillment_status VARCHAR, return_status VARCHAR,
+        customer_id VARCHAR, customer_name VARCHAR, customer_tags VARCHAR[], email VARCHAR, total DECIMAL,
+        current_total DECIMAL, refunded DECIMAL, outstanding DECIMAL, currency VARCHAR, risk_level VARCHAR,
+        risk_recommendation VARCHAR, risk_facts VARCHAR[], address_validation VARCHAR, ship_country VARCHAR,
+        skus VARCHAR[], source VARCHAR, extracted_at TIMESTAMPTZ""",
+    "shopify_fulfillments": """
+        partition_date DATE, fulfillment_id VARCHAR, order_id VARCHAR, name VARCHAR, status VARCHAR,
+        display_status VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, in_transit_at TIMESTAMPTZ,
+        delivered_at TIMESTAMPTZ, estimated_delivery_at TIMESTAMPTZ, tracking_company VARCHAR,
+        tracking_number VARCHAR, tracking_url VARCHAR""",
+    "shopify_fulfillment_events": """
+        partition_date DATE, event_id VARCHAR, fulfillment_id VARCHAR, order_id VARCHAR, status VARCHAR,
+        happened_at TIMESTAMPTZ, created_at TIMESTAMPTZ, message VARCHAR, city VARCHAR, province VARCHAR,
+        country VARCHAR""",
+    "shopify_transactions": """
+        partition_date DATE, transaction_id VARCHAR, order_id VARCHAR, kind VARCHAR, status VARCHAR,
+        error_code VARCHAR, gateway VARCHAR, created_at TIMESTAMPTZ, processed_at TIMESTAMPTZ, test BOOLEAN,
+        amount DECIMAL, currency VARCHAR""",
+    "shopify_refunds": """
+        partition_date DATE, refund_id VARCHAR, order_id VARCHAR, created_at TIMESTAMPTZ, note VARCHAR,
+        amount DECIMAL, currency VARCHAR""",
+    "shopify_returns": """
+        partition_date DATE, return_id VARCHAR, order_id VARCHAR, name VARCHAR, status VARCHAR,
+        created_at TIMESTAMPTZ, closed_at TIMESTAMPTZ, total_quantity INTEGER, decline_reason VARCHAR,
+        decline_note VARCHAR""",
+    "shopify_abandoned_checkouts": """
+        partition_date DATE, checkout_id VARCHAR, name VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
+        completed_at TIMESTAMPTZ, recovery_url VARCHAR, discount_codes VARCHAR[], total DECIMAL, currency VARCHAR,
+        customer_id VARCHAR, customer_name VARCHAR, customer_tags VARCHAR[], email VARCHAR, skus VARCHAR[],
+        extracted_at TIMESTAMPTZ""",
+    "shopify_inventory_levels": """
+        level_id VARCHAR PRIMARY KEY, location_id VARCHAR, location_name VARCHAR, item_id VARCHAR, sku VARCHAR,
+        tracked BOOLEAN, variant VARCHAR, available INTEGER, updated_at TIMESTAMPTZ, observed_at TIMESTAMPTZ""",
+    "shopify_inventory_snapshots": """
+        snapshot_date DATE, level_id VARCHAR, location_id VARCHAR, location_name VARCHAR, item_id VARCHAR,
+        sku VARCHAR, tracked BOOLEAN, variant VARCHAR, available INTEGER, updated_at TIMESTAMPTZ""",
+    # Low stock, once per crossing (assets/commerce_rules.py): open while the level stays at or below.
+    "shopify_stock_crossings": """
+        level_id VARCHAR, crossed_at TIMESTAMPTZ, threshold INTEGER, available INTEGER,
+        recovered_at TIMESTAMPTZ""",
 }
 
 

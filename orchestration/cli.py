@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--products", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_demo)
+    from orchestration.webhooks import add_webhooks_command  # the Shopify webhook receiver
+
+    add_webhooks_command(commands)
     return parser
 
 

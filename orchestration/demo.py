@@ -76,6 +76,28 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+WEBHOOK_PORT = 8787
+
+
+def _register_webhooks(sandbox_url: str, seconds: float = 30) -> None:
+    """Point the sandbox's Shopify webhooks at the local receiver once it answers."""
+    address = f"http://127.0.0.1:{WEBHOOK_PORT}/webhooks/shopify"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{WEBHOOK_PORT}/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    httpx.post(f"{sandbox_url}/_sandbox/webhooks", json={"service": "shopify", "address": address},
+               timeout=10).raise_for_status()
+    token = os.environ.get("THREEKIT_WEBHOOK_TOKEN", "sandbox-threekit-webhook-token")
+    httpx.post(f"{sandbox_url}/_sandbox/webhooks", json={
+        "service": "threekit", "address": f"http://127.0.0.1:{WEBHOOK_PORT}/threekit/{token}"}, timeout=10,
+    ).raise_for_status()
+    print(f"Shopify and Threekit webhooks from the sandbox go to the receiver on port {WEBHOOK_PORT}")
+
+
 def run(sandbox_port: int = 8765, ui_port: int = 3000, products: int = 2000, seed: int = 7) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -92,9 +114,13 @@ def run(sandbox_port: int = 8765, ui_port: int = 3000, products: int = 2000, see
     sandbox = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "sandbox", "--port", str(sandbox_port), "--seed", str(seed),
          "--products", str(products)], cwd=ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint)
-    dagster = None
+    dagster = receiver = None
     try:
         _wait_healthy(sandbox_url, sandbox)
+        # The Shopify webhook receiver, registered with the sandbox as a shop admin would register it.
+        receiver = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "webhooks", "--port", str(WEBHOOK_PORT)],
+                                    cwd=ROOT, env=env, start_new_session=True, preexec_fn=_default_sigint)
+        _register_webhooks(sandbox_url)
         print("materialising the catalog: every change up to the latest partition, then its snapshot, "
               "image join and quality report")
         if subprocess.run([sys.executable, "-m", "orchestration.materialize_latest"], cwd=ROOT, env=env).returncode:
@@ -112,4 +138,6 @@ def run(sandbox_port: int = 8765, ui_port: int = 3000, products: int = 2000, see
     finally:
         if dagster is not None:
             _stop(dagster, signal.SIGINT, grace_s=30)
+        if receiver is not None:
+            _stop(receiver, signal.SIGTERM, grace_s=10)
         _stop(sandbox, signal.SIGTERM, grace_s=10)

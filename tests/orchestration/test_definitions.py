@@ -57,5 +57,5 @@ def test_every_warehouse_writer_is_in_the_serialising_pool():
     """DuckDB has one writer: runs in parallel (a backfill) must queue on the pool, not fail on the lock."""
     assets = defs.resolve_asset_graph().assets_defs
     writers = [a for a in assets if "warehouse" in a.required_resource_keys]
-    assert len(writers) == len(assets) == 12  # every asset keeps its state in the warehouse
+    assert len(writers) == len(assets) == 21  # every asset keeps its state in the warehouse
     assert {node.pool for a in writers for node in [a.node_def]} == {"duckdb_warehouse"}
