@@ -17,6 +17,7 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED) postgres-server chromium
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.security.dependency_audit
 	$(BIN)/pytest
 
 bench: $(INSTALLED)
