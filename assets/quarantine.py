@@ -14,6 +14,7 @@ were fine still flow downstream. The limit is `CATALOG_OPS_QUARANTINE_ALERT_SHAR
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import date, datetime
@@ -102,15 +103,25 @@ def quarantine_row(day: date, source: str, record: Any, reason: str, now: dateti
 def check_storable(record: Any, row: dict | None = None, table: str | None = None) -> None:
     """Raise `RecordProblem` naming every string in `record` that is not valid Unicode and every value
     of `row` out of its `table` column's range; return quietly otherwise."""
-    problems = [f"{path or '(record)'}: text is not valid Unicode (a lone surrogate)" for path in _bad_text(record)]
+    problems = [] if _all_text_encodable(record) else [
+        f"{path or '(record)'}: text is not valid Unicode (a lone surrogate)" for path in _bad_text(record)]
     if row is not None and table is not None:
-        types = column_types(table)
-        for column, value in row.items():
-            bounds = {"INTEGER": _INTEGER, "BIGINT": _BIGINT}.get(types.get(column, ""))
-            if bounds and isinstance(value, int) and not bounds[0] <= value <= bounds[1]:
-                problems.append(f"{column}: {value} is out of range for {types[column]}")
+        for column, bounds in _integer_bounds(table).items():
+            value = row.get(column)
+            if isinstance(value, int) and not bounds[0] <= value <= bounds[1]:
+                problems.append(f"{column}: {value} is out of range for {column_types(table)[column]}")
     if problems:
         raise RecordProblem("; ".join(problems))
+
+
+def _all_text_encodable(record: Any) -> bool:
+    """The fast path, one C-level pass: every string and key of a JSON record encodes as UTF-8. False
+    also for what `json.dumps` cannot take, so `_bad_text`'s walk (which names the paths) decides."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def _bad_text(value: Any, path: str = "") -> list[str]:
@@ -134,6 +145,14 @@ def _encodable(text: str) -> bool:
     return True
 
 
+@functools.cache
+def _integer_bounds(table: str) -> dict[str, tuple[int, int]]:
+    """`{column: (min, max)}` of a table's INTEGER and BIGINT columns (parsed once, not per record)."""
+    bounds = {"INTEGER": _INTEGER, "BIGINT": _BIGINT}
+    return {column: bounds[kind] for column, kind in column_types(table).items() if kind in bounds}
+
+
+@functools.cache
 def column_types(table: str) -> dict[str, str]:
     """`{column: SQL type}` of a warehouse table, from its declaration in `assets.warehouse.TABLES`."""
     columns = [c.strip() for c in " ".join(TABLES[table].split()).split(",") if c.strip()]

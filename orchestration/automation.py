@@ -63,7 +63,8 @@ def plytix_changes_sensor_for(job) -> dg.SensorDefinition:
     return plytix_changes_sensor
 
 
-@dg.op(description="One pass over the notification outbox: submit what is due, poll what was accepted.")
+@dg.op(pool="duckdb_warehouse",  # writes the warehouse: queue behind backfills, never fail on the lock
+       description="One pass over the notification outbox: submit what is due, poll what was accepted.")
 def deliver_notifications(context: dg.OpExecutionContext, warehouse: DuckDBResource,
                           opentext: OpenTextResource) -> dg.Output:
     with warehouse.get_connection() as con:

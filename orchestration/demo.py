@@ -24,6 +24,11 @@ telemetry:
 concurrency:
   pools:
     default_limit: 1
+# A run whose process died (killed, out of memory) keeps its pool slot: every later warehouse step
+# would wait for it forever. Once the run is ended (Terminate in the UI), the daemon frees it.
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 60
 """
 
 

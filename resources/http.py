@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -141,6 +142,13 @@ def retry_after_s(headers: httpx.Headers) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def retry_delay_scale() -> float:
+    """`CATALOG_OPS_HTTP_RETRY_DELAY_SCALE` (default 1) multiplies every retry wait, backoff and Retry-After
+    alike. Only for tests against the sandbox, whose injected faults need no real waiting; never set it
+    against the real services, whose Retry-After must be honoured in full."""
+    return float(os.environ.get("CATALOG_OPS_HTTP_RETRY_DELAY_SCALE") or 1)
+
+
 def _detail(response: httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     return text[:300] or response.reason_phrase
@@ -249,6 +257,7 @@ class HttpService:
         delay = retry_after if retry_after is not None else self.retry.backoff(attempt, self._rng)
         if delay > self.retry.max_retry_after_s:
             delay = self.retry.max_retry_after_s
+        delay *= retry_delay_scale()
         log.warning("%s %s %s: %s, retry %d/%d in %.1fs", self.service, method, path, reason, attempt,
                     self.retry.max_attempts - 1, delay)
         self.sleep(delay)

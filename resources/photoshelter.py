@@ -204,10 +204,18 @@ class PhotoShelterClient:
         return {"X-PS-Auth-Token": self._token}
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
-        stale = self._token
+        # The session a 401 refused is the one last sent (a retry may carry a newer one than the call began
+        # with); keyed on an older one, the re-login would be skipped and the refused token sent again.
+        sent: list[str | None] = [None]
+
+        def auth() -> dict[str, str]:
+            headers = self._session_headers()
+            sent[0] = headers["X-PS-Auth-Token"]
+            return headers
+
         try:
-            reply = self.http.request(method, path, auth=self._session_headers,
-                                      on_unauthorized=lambda: self._login(stale=stale), **kwargs)
+            reply = self.http.request(method, path, auth=auth, on_unauthorized=lambda: self._login(stale=sent[0]),
+                                      **kwargs)
         except RequestRejected as exc:
             if exc.status != 403 or "OrganizationAuthRequired" not in exc.detail:
                 raise

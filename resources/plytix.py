@@ -18,7 +18,7 @@ import dagster as dg
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from resources.http import Conflict, HttpService, Pacer, RequestRejected, RetryPolicy
+from resources.http import Conflict, HttpService, Pacer, RequestRejected, RetryPolicy, ServiceError
 
 PAGE_SIZE = 100  # the service's maximum
 SPLIT_ABOVE = 9_000  # split a window before it reaches the 10 000 sort cap
@@ -130,9 +130,18 @@ class PlytixClient:
         return self._clock() + lifetime - min(60.0, lifetime / 4)
 
     def _call(self, method: str, path: str, **kwargs):
-        stale = self._token
-        return self.api.request(method, path, auth=self._headers,
-                                on_unauthorized=lambda: self._refresh(stale=stale), **kwargs)
+        # The token a 401 refused is the one last sent, not the one held when the call began: a retry may
+        # have sent a newer one (refreshed by another thread or before its deadline), and a refresh keyed
+        # on the older one would be skipped, sending the refused token again.
+        sent: list[str | None] = [None]
+
+        def auth() -> dict[str, str]:
+            headers = self._headers()
+            sent[0] = headers["Authorization"].removeprefix("Bearer ")
+            return headers
+
+        return self.api.request(method, path, auth=auth, on_unauthorized=lambda: self._refresh(stale=sent[0]),
+                                **kwargs)
 
     # ---- products ----
     def search_products(self, filters: list | None = None, attributes: list[str] | None = None, *, page: int = 1,
@@ -140,7 +149,13 @@ class PlytixClient:
         """One raw search page: `{"data": [...], "pagination": {...}}`."""
         body = {"filters": filters or [], "attributes": attributes or [],
                 "pagination": {"page": page, "page_size": page_size, "order": order}}
-        return self._call("POST", "/api/v1/products/search", json=body).body
+        try:
+            return self._call("POST", "/api/v1/products/search", json=body).body
+        except ServiceError as exc:
+            # Every page of every read is this one path: name the page, so the error says which one failed.
+            where = f"page {page} ({_describe(filters)}{f', by {order}' if order else ''})"
+            raise type(exc)(exc.service, exc.method, exc.path, exc.status, exc.request_id, f"{where}: {exc.detail}",
+                            exc.attempts) from None
 
     def count_products(self, filters: list) -> int:
         """Unsorted probe with page_size 1: reads `total_count` without any risk of a 428."""
@@ -305,6 +320,15 @@ def _filter(field: str, operator: str, value: Any) -> dict:
     if isinstance(value, datetime):
         value = format_timestamp(value)
     return {"field": field, "operator": operator, "value": value}
+
+
+def _describe(filters: list | None) -> str:
+    """Search filters in one short line for an error message (a long value list by its size only)."""
+    def value(v: Any) -> str:
+        return f"[{len(v)} values]" if isinstance(v, list) else str(v)
+    groups = [" and ".join(f"{f.get('field')} {f.get('operator')} {value(f.get('value'))}" for f in group)
+              for group in filters or []]
+    return " or ".join(groups) or "all products"
 
 
 def _window(start: datetime, end: datetime) -> list:

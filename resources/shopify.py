@@ -35,6 +35,7 @@ from resources.http import (
     RetryPolicy,
     ServiceUnavailable,
     retry_after_s,
+    retry_delay_scale,
 )
 from resources.shopify_queries import CHECKOUTS_QUERY, EVENTS_QUERY, LEVELS_QUERY, LOCATIONS_QUERY, ORDERS_QUERY
 
@@ -217,7 +218,8 @@ class ShopifyClient:
     def _wait_throttled(self, reply, body: dict) -> None:
         cost = (body.get("extensions") or {}).get("cost") or {}
         deficit = self.pacer.deficit_s(cost.get("requestedQueryCost"))
-        delay = max(retry_after_s(reply.headers) or 0.0, deficit) + self._rng.uniform(0.05, 0.25)
+        retry_after = (retry_after_s(reply.headers) or 0.0) * retry_delay_scale()
+        delay = max(retry_after, deficit) + self._rng.uniform(0.05, 0.25)
         log.warning("shopify: THROTTLED (request id %s), retry in %.2fs", reply.request_id, delay)
         self.sleep(delay)
 

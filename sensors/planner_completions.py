@@ -28,7 +28,8 @@ class CompletedTaskConfig(dg.Config):
     dry_run: bool = False
 
 
-@dg.op(description="Move the product of a completed Planner task to its next workflow stage in Plytix, once.")
+@dg.op(pool="duckdb_warehouse",  # writes the warehouse: queue behind backfills, never fail on the lock
+       description="Move the product of a completed Planner task to its next workflow stage in Plytix, once.")
 def advance_workflow_stage(context: dg.OpExecutionContext, config: CompletedTaskConfig, planner: PlannerResource,
                            plytix: PlytixResource, warehouse: DuckDBResource) -> dg.Output:
     rules = load_rules(ProjectSettings().rules_path)

@@ -93,7 +93,8 @@ def run_link(run_id: str) -> str:
     return f"{ProjectSettings().dagster_ui_url.rstrip('/')}/runs/{run_id}"
 
 
-@dg.op(description="Plan one alert into the notification outbox for the integration owners, then deliver it.")
+@dg.op(pool="duckdb_warehouse",  # writes the warehouse: queue behind backfills, never fail on the lock
+       description="Plan one alert into the notification outbox for the integration owners, then deliver it.")
 def send_run_alert(context: dg.OpExecutionContext, config: RunAlertConfig, warehouse: DuckDBResource,
                    opentext: OpenTextResource) -> dg.Output:
     rules = load_rules(ProjectSettings().rules_path)

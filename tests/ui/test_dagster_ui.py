@@ -182,7 +182,10 @@ def test_materialise_latest_partition_from_the_ui(catalog_ui, page: Page):
     pct = completeness.get_by_role("cell").last.inner_text().strip()
     assert 0 < float(pct) <= 100
     summary = metadata.filter(has=page.get_by_role("cell", name="summary", exact=True))
-    expect(summary).to_contain_text(f"{pct}% of {products:,} products pass every error-level rule on {latest}")
+    # The UI shows a whole float without its ".0" (90.0 -> "90"), so compare the numbers, not the text.
+    expect(summary).to_contain_text(f"% of {products:,} products pass every error-level rule on {latest}")
+    shown = re.search(r"([\d.]+)% of", summary.inner_text())
+    assert shown and float(shown.group(1)) == float(pct)
     expect(summary).to_contain_text("Top failing rules")
     [(new_rows,)] = query_warehouse(catalog_ui.warehouse, "SELECT count(*) FROM catalog_quality_report "
                                     "WHERE report_date = ? AND state = 'new'", [latest])
