@@ -2,8 +2,8 @@
 
 The project's path is what `plytix_product_changes` does: `PlytixClient.iter_modified` (count
 probes, keyset windows under the sort cap, retries, pacing), `plytix_rows` (pydantic validation,
-quarantine checks) and the staging file. The limit replays the very search requests the project
-sent (recorded at the transport) with a bare `httpx.Client` that only parses the JSON.
+quarantine checks) and `stage_pages` into a staging file. The limit replays the very search requests
+the project sent (recorded at the transport) with a bare `httpx.Client` that only parses the JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 
-from assets.extraction import EPOCH, PLYTIX_FIELDS, plytix_rows
+from assets.extraction import EPOCH, PLYTIX_FIELDS, plytix_rows, stage_pages
 from assets.warehouse import StagingArea
 from resources.plytix import PlytixClient
 
@@ -50,12 +50,16 @@ def project_extraction(url: str, rate_per_s: float | None) -> dict:
         area.create("plytix_product_changes")
         area.create("plytix_quarantine")
         wall, cpu = time.perf_counter(), time.process_time()
-        try:
+        def pages():
+            nonlocal products
             now = datetime.now(UTC)
             for page in client.iter_modified(EPOCH, WINDOW_END, PLYTIX_FIELDS):
                 good, bad = plytix_rows(page, FIRST_DAY, now)
-                area.append({"plytix_product_changes": good, "plytix_quarantine": bad})
                 products += len(good)
+                yield None, good, bad  # as `plytix_product_changes` yields them to `stream_changes`
+
+        try:
+            stage_pages(area, "plytix_product_changes", "plytix_quarantine", pages())
         except Exception:  # a run the retries could not save
             failures += 1
         seconds, cpu_s = time.perf_counter() - wall, time.process_time() - cpu

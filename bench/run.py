@@ -1,7 +1,9 @@
-"""`make bench`: transforms vs a pandas baseline, ingest vs a bare HTTP loop, incremental re-builds.
+"""`make bench`: transforms vs a pandas baseline, incremental re-builds, the actions (10,000 Planner
+tasks and notifications, then samples at the contracts' rate limits), ingest vs a bare HTTP loop.
 
 Prints a Markdown table and writes bench/results.json. Every figure is the median of REPS runs with
-min and max; ratios are computed pair by pair (run i against run i) and their median reported.
+min and max (the actions run once each: their second pass is the repetition that matters); ratios
+are computed pair by pair (run i against run i) and their median reported.
 `BENCH_FULL=1` adds 1M products to the transforms and 100k to ingest. Nothing here is asserted:
 tests never time anything, and a shared machine makes absolute seconds noisy, ratios less so.
 """
@@ -25,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore", message=".*currently in beta.*")  # backfill_policy, on purpose (pyproject)
 
+from bench import webhook_load  # noqa: E402
+from bench.actions import actions  # noqa: E402
 from bench.ingest import bare_loop, project_extraction, set_plytix_rate  # noqa: E402
 from bench.world_tables import extraction_tables  # noqa: E402
 from tests.conftest import start_sandbox, stop_sandbox  # noqa: E402  (the tests' way to start a sandbox)
@@ -36,6 +40,9 @@ WORK = ROOT / "bench-results" / "work"
 RESULTS = ROOT / "bench" / "results.json"
 CHANGED = 100
 RATE_PER_10S = 200  # the sandbox's Plytix limit for the throttled run: 20 requests/s
+ACTION_ITEMS = int(os.environ.get("BENCH_ACTION_ITEMS", "10000"))  # Planner tasks, and notifications
+# Samples at the contracts' 10 requests/s (4 requests per new task, 2 per notification): about 40 s each.
+LIMITED_TASKS, LIMITED_NOTIFICATIONS = 100, 200
 
 
 def spread(values: list[float]) -> dict:
@@ -150,9 +157,8 @@ def fmt(s: dict, digits: int = 2) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
-def table(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}; median of {REPS} (min–max); ratios pair by pair.", "",
-             "| transforms (snapshot + join + report) | products | project SQL s | SQL peak RSS MiB | pandas s "
+def transforms_table(results: dict) -> list[str]:
+    lines = ["", "| transforms (snapshot + join + report) | products | project SQL s | SQL peak RSS MiB | pandas s "
              "| pandas peak RSS MiB | pandas/SQL time | pandas/SQL memory |", "|---|---|---|---|---|---|---|---|"]
     for t in results["transforms"]:
         lines.append(f"| | {t['products']:,} | {fmt(t['sql_seconds'])} | {fmt(t['sql_peak_rss_mib'], 0)} "
@@ -160,50 +166,104 @@ def table(results: dict) -> str:
                      f"| {fmt(t['speed_ratio_pandas_over_sql'])} | {fmt(t['memory_ratio_pandas_over_sql'])} |")
     for span, value in results["growth_exponent"].items():
         lines.append(f"| growth exponent {span} | | {value} | | | | | |")
-    lines += ["", "| incremental (100 products changed, 3 assets re-built) | products | seconds |",
-              "|---|---|---|"]
+    return lines
+
+
+def incremental_table(results: dict) -> list[str]:
+    lines = ["", "| incremental (100 products changed, 3 assets re-built) | products | seconds |", "|---|---|---|"]
     for i in results["incremental"]:
         lines.append(f"| | {i['products']:,} | {fmt(i['seconds'])} |")
     lines.append(f"| ratio large/small | | {results['incremental_ratio']} |")
+    return lines
+
+
+def ingest_table(results: dict) -> list[str]:
     g = results["ingest"]
     th = g["throttled"]
-    lines += ["", f"| Plytix ingest, {g['products']:,} products | products/s | CPU µs/product |", "|---|---|---|",
-              f"| project extraction path | {fmt(g['project_products_per_s'], 0)} | "
-              f"{fmt(g['project_cpu_us_per_product'], 0)} |",
-              f"| bare httpx loop (the limit) | {fmt(g['bare_products_per_s'], 0)} | "
-              f"{fmt(g['bare_cpu_us_per_product'], 0)} |",
-              f"| project / limit | {fmt(g['ratio_to_limit'])} | |",
-              f"| rate-limited at {th['allowed_requests_per_s']:g} req/s: share of allowed rate | "
-              f"{fmt(th['share_of_allowed_rate'])} ({fmt(th['requests_per_s'])} req/s) | |",
-              f"| failures unthrottled / throttled (429s seen) | {g['failures']} / {th['failures']} "
-              f"({th['responses_429']}) | |"]
+    return ["", f"| Plytix ingest, {g['products']:,} products | products/s | CPU µs/product |", "|---|---|---|",
+            f"| project extraction path | {fmt(g['project_products_per_s'], 0)} | "
+            f"{fmt(g['project_cpu_us_per_product'], 0)} |",
+            f"| bare httpx loop (the limit) | {fmt(g['bare_products_per_s'], 0)} | "
+            f"{fmt(g['bare_cpu_us_per_product'], 0)} |",
+            f"| project / limit | {fmt(g['ratio_to_limit'])} | |",
+            f"| rate-limited at {th['allowed_requests_per_s']:g} req/s: share of allowed rate | "
+            f"{fmt(th['share_of_allowed_rate'])} ({fmt(th['requests_per_s'])} req/s) | |",
+            f"| failures unthrottled / throttled (429s seen) | {g['failures']} / {th['failures']} "
+            f"({th['responses_429']}) | |"]
+
+
+def table(results: dict) -> str:
+    lines = [f"Machine: {results['machine']}; load average {results['load_at_start']} at start, "
+             f"{results.get('load_at_end', '?')} at the end; median of {REPS} (min–max); ratios pair by pair."]
+    for section, render in (("transforms", transforms_table), ("incremental", incremental_table),
+                            ("actions", lambda r: actions_table(r["actions"])), ("ingest", ingest_table),
+                            ("webhooks", lambda r: ["", webhook_load.table(r["webhooks"])])):
+        if section in results:
+            lines += render(results)
     return "\n".join(lines)
 
 
+def actions_table(a: dict) -> list[str]:
+    """One pass each, so no spread: the second pass over the same items is the repetition that matters."""
+    rows = ["", "| actions (one pass; then the same items again) | items | seconds | items/s | requests/s let through "
+            "| share of limit | client CPU s | sandbox writes | again: seconds, writes |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, key in (("Planner tasks, unlimited", "planner"), ("notifications, unlimited", "outbox"),
+                      ("Planner tasks, at the 10/s limit", "planner_limited"),
+                      ("notifications, at the 10/s limit", "outbox_limited")):
+        run = a[key]
+        first, second = run["first"], run["second"]
+        share = f"{first['share_of_limit']:.2f}" if "limited" in key else "–"
+        rows.append(f"| {name} | {run['items']:,} | {first['seconds']:.1f} | {first['items_per_s']:.1f} "
+                    f"| {first['requests_per_s']:.1f} | {share} | {first['client_cpu_s']:.1f} "
+                    f"| {first['sandbox_writes']:,} | {second['seconds']:.2f} s, {second['sandbox_writes']} |")
+    return rows
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "?") if Path("/proc/cpuinfo").exists() else "?"
+    return f"{platform.machine()} {model}, nproc {os.cpu_count()}, Python {platform.python_version()} (shared)"
+
+
+def load_average() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min)"
+
+
 def main() -> int:
+    """`BENCH_ONLY=actions,ingest` runs some sections and writes bench-results/partial.json instead."""
     WORK.mkdir(parents=True, exist_ok=True)
+    only = {x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()}
+    wanted = lambda section: not only or section in only  # noqa: E731
     sizes = [10_000, 100_000] + ([1_000_000] if FULL else [])
-    load = os.getloadavg()
-    results: dict = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "full": FULL, "repetitions": REPS,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                   f"load average {load[0]:.1f} at start (shared)",
-    }
-    print("transforms", flush=True)
-    results["transforms"] = [transforms(n, check=n == 10_000) for n in sizes]
-    t = results["transforms"]
-    results["growth_exponent"] = {f"{a['products']:,}→{b['products']:,}": exponent(a, b) for a, b in zip(t, t[1:], strict=False)}
-    print("incremental", flush=True)
-    results["incremental"] = [incremental(n) for n in sizes[-2:]]
-    small, large = results["incremental"]
-    results["incremental_ratio"] = round(large["seconds"]["median"] / small["seconds"]["median"], 2)
-    print("ingest", flush=True)
-    results["ingest"] = ingest(100_000 if FULL else 10_000)
+    results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "full": FULL,
+                     "repetitions": REPS, "machine": machine(), "load_at_start": load_average()}
+    if wanted("transforms"):
+        print("transforms", flush=True)
+        results["transforms"] = [transforms(n, check=n == 10_000) for n in sizes]
+        t = results["transforms"]
+        results["growth_exponent"] = {f"{a['products']:,}→{b['products']:,}": exponent(a, b)
+                                      for a, b in zip(t, t[1:], strict=False)}
+    if wanted("incremental"):
+        print("incremental", flush=True)
+        results["incremental"] = [incremental(n) for n in sizes[-2:]]
+        small, large = results["incremental"]
+        results["incremental_ratio"] = round(large["seconds"]["median"] / small["seconds"]["median"], 2)
+    if wanted("actions"):
+        print("actions", flush=True)
+        results["actions"] = actions(ACTION_ITEMS, LIMITED_TASKS, LIMITED_NOTIFICATIONS)
+    if wanted("ingest"):
+        print("ingest", flush=True)
+        results["ingest"] = ingest(100_000 if FULL else 10_000)
+    if wanted("webhooks"):
+        print("webhooks", flush=True)
+        results["webhooks"] = webhook_load.measure(REPS)
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    results["load_at_end"] = load_average()
+    target = WORK.parent / "partial.json" if only else RESULTS
+    target.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print()
     print(table(results))
-    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    print(f"\nwritten to {target.relative_to(ROOT)}")
     return 0
 
 
