@@ -150,6 +150,8 @@ def parse_rules(text: str, source: str = "<rules>") -> QualityRules:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RulesError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML's parser recurses per nesting level: "[[[[..." exhausts the stack
+        raise RulesError(f"{source}: nested too deeply to be a rules file") from None
     if not isinstance(raw, dict):
         raise RulesError(f"{source}: expected a mapping at the top level")
     try:

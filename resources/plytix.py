@@ -61,11 +61,15 @@ class PlytixProduct(BaseModel):
     @field_validator("modified", mode="before")
     @classmethod
     def _timestamp(cls, value):
+        if value is not None and not isinstance(value, str | datetime):  # an epoch number is not the contract's
+            raise ValueError(f"expected an ISO 8601 timestamp, got {type(value).__name__}")
         return None if value is None else parse_timestamp(value)
 
     @field_validator("categories", mode="before")
     @classmethod
     def _category_ids(cls, value):
+        if value is not None and not isinstance(value, list):  # a bare string would read as one id per letter
+            raise ValueError(f"expected a list of category references, got {type(value).__name__}")
         return [media_id(ref) for ref in value or [] if media_id(ref)]
 
     @field_validator("thumbnail", mode="before")

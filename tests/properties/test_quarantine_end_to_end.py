@@ -37,7 +37,7 @@ def _custom(item: dict, field: str, change) -> dict:
 # (name, corruption, what the quarantine reason must say; None: a valid record that must be kept as sent)
 PLYTIX = [
     ("sku-null", lambda r: {**r, "sku": None}, "sku: Input should be a valid string"),
-    ("categories-number", lambda r: {**r, "categories": 7}, "TypeError"),
+    ("categories-number", lambda r: {**r, "categories": 7}, "categories: Value error, expected a list"),
     ("attributes-text", lambda r: {**r, "attributes": "n/a"}, "attributes: Input should be a valid dictionary"),
     ("variations-overflow", lambda r: {**r, "num_variations": 2**40}, "num_variations: 1099511627776 is out of range"),
     ("label-surrogate", lambda r: {**r, "label": "Jacke \ud800"}, "label: text is not valid Unicode"),
