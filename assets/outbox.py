@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from assets.audit import AuditLog
+from resources.http import MalformedResponse
 from resources.opentext import (
     MAX_SUBMIT_ATTEMPTS,
     DeliveryState,
@@ -137,7 +138,13 @@ def poll_accepted(con: duckdb.DuckDBPyConnection, client: OpenTextClient, now: d
         "ORDER BY accepted_at, dedupe_key LIMIT ?", [now - POLL_EVERY, limit]).fetchall()
     outcomes: dict[str, int] = {}
     for key, channel, job_id, reference, accepted_at in rows:
-        status = client.job_status(channel, job_id, reference)
+        try:
+            status = client.job_status(channel, job_id, reference)
+        except MalformedResponse as error:  # one unreadable status must not stop the other jobs' polls
+            con.execute("UPDATE notification_outbox SET last_polled_at = ?, last_error = ? WHERE dedupe_key = ?",
+                        [now, str(error)[:1000], key])
+            outcomes["unreadable_status"] = outcomes.get("unreadable_status", 0) + 1
+            continue
         if status.state is DeliveryState.PENDING:
             final = "unconfirmed" if now - accepted_at > GIVE_UP_POLLING_AFTER else None
             con.execute("UPDATE notification_outbox SET last_polled_at = ?, status = coalesce(?, status), "

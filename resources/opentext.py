@@ -131,15 +131,29 @@ class JobStatus:
     raw: dict = field(default_factory=dict, repr=False)
 
 
-def interpret_status(body: dict, job_id: str | None = None) -> JobStatus:
+def interpret_status(body: dict, job_id: str | None = None, path: str = "/mra/v1/outbound/*/status",
+                     request_id: str | None = None) -> JobStatus:
     """§7 outbox step 3: final when `job_state` has `Complete`; delivered only if every delivery's
-    last attempt is `Sent`, else failed with the recipients and their gamma codes."""
+    last attempt is `Sent`, else failed with the recipients and their gamma codes. A body of another
+    shape is a MalformedResponse naming the field (the caller then moves on to the next job)."""
     job_id = str(body.get("job_id") or job_id)
-    if "Complete" not in (body.get("job_state") or []):
+
+    def malformed(what: str) -> MalformedResponse:
+        return MalformedResponse("opentext", "GET", path, 200, request_id, f"job {job_id}: {what}")
+
+    states = body.get("job_state") or []
+    if not isinstance(states, list):
+        raise malformed(f"job_state is {type(states).__name__}, not a list")
+    if "Complete" not in states:
         return JobStatus(job_id, DeliveryState.PENDING, raw=body)
+    deliveries = body.get("deliveries") or []
+    if not isinstance(deliveries, list) or not all(isinstance(d, dict) for d in deliveries):
+        raise malformed("deliveries is not a list of objects")
     failures = []
-    for delivery in body.get("deliveries") or []:
+    for delivery in deliveries:
         attempts = delivery.get("delivery_attempts") or []
+        if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
+            raise malformed("deliveries[].delivery_attempts is not a list of objects")
         last = attempts[-1] if attempts else {}
         if last.get("state") != "Sent":
             address = delivery.get("email") or delivery.get("sms")
@@ -153,7 +167,7 @@ def _unbase64(value: str | None) -> str | None:
         return None
     try:
         return base64.b64decode(value).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text; UnicodeDecodeError is one too
         return None
 
 
@@ -303,7 +317,7 @@ class OpenTextClient:
         reply = self._authorized(self.api, "GET", path, params={"job_id": job_id}, headers=headers)
         if not isinstance(reply.body, dict):
             raise MalformedResponse("opentext", "GET", path, reply.status, reply.request_id, "status is not an object")
-        return interpret_status(reply.body, job_id)
+        return interpret_status(reply.body, job_id, path, reply.request_id)
 
 
 def _check_recipients(recipients: Sequence[Recipient]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resources.http import ServiceError
+from resources.http import MalformedResponse
 from resources.opentext import DeliveryState, interpret_status
 from tests.properties.junk import nasty_text, unicode_text
 
@@ -49,17 +49,19 @@ def test_an_undecodable_reference_is_none_not_a_crash(ref):
     assert interpret_status(body, "j").state is DeliveryState.FAILED
 
 
-@pytest.mark.xfail(strict=True, reason="resources/opentext.py: interpret_status assumes list/dict shapes; a wrong one "
-                                       "raises TypeError/AttributeError and stops poll_accepted for every other job. "
-                                       "It should raise MalformedResponse naming the field (or read the job as pending); "
-                                       "_unbase64 lets base64's ValueError out for a non-ASCII ref_base64")
-@pytest.mark.parametrize("body", [{"job_state": 5}, {"job_state": ["Complete"], "deliveries": ["x"]},
-                                  {"job_state": ["Complete"], "deliveries": 5},
-                                  {"job_state": ["Complete"], "deliveries": [{"delivery_attempts": "Sent"}]},
-                                  {"job_state": ["Complete"], "deliveries": [{"ref_base64": "é"}]}],
-                         ids=["job_state", "delivery", "deliveries", "attempts", "non-ascii-ref"])
-def test_known_gaps(body):
-    try:
+@pytest.mark.parametrize("body, field", [
+    ({"job_state": 5}, "job_state"),
+    ({"job_state": ["Complete"], "deliveries": ["x"]}, "deliveries"),
+    ({"job_state": ["Complete"], "deliveries": 5}, "deliveries"),
+    ({"job_state": ["Complete"], "deliveries": [{"delivery_attempts": "Sent"}]}, "delivery_attempts"),
+], ids=["job_state", "delivery", "deliveries", "attempts"])
+def test_a_status_of_the_wrong_shape_is_a_malformed_response_naming_the_field(body, field):
+    with pytest.raises(MalformedResponse, match=field) as raised:
         interpret_status(body, "j")
-    except ServiceError as error:
-        assert any(field in str(error) for field in ("job_state", "deliver"))
+    assert "opentext GET" in str(raised.value) and "job j" in str(raised.value)
+
+
+def test_a_non_ascii_reference_reads_as_no_reference():
+    body = {"job_state": ["Complete"], "deliveries": [{"ref_base64": "é", "delivery_attempts": [{"state": "Error"}]}]}
+    status = interpret_status(body, "j")
+    assert status.state is DeliveryState.FAILED and status.failures[0].recipient_id is None
