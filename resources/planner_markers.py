@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 KINDS = ("missing-attributes", "launch-ready", "regulated-change", "channel-optimisation", "duplicate-sku",
          "taxonomy-error", "catalog-refresh")
 KEY_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,120}$")
+MAX_KEY_PART = 80  # the longest kind (20) and a channel part still fit in KEY_RE's 120 with it
 TITLE_MARKER_RE = re.compile(r"^\[(CO-[0-9a-f]{10})\] ")
 MAX_TITLE = 255
 BLOCK_HEADER = "--- catalog-ops (managed; edits below this line are overwritten) ---"
@@ -46,7 +47,13 @@ def validate_key(key: str) -> str:
 def key_part(text: str) -> str:
     """A subject part made safe for a key: trimmed, inner whitespace and other characters as `-`
     (`" sku-100001"` -> `sku-100001`, `"Creative assignment"` -> `Creative-assignment`)."""
-    return re.sub(r"[^A-Za-z0-9._:-]+", "-", text.strip()).strip("-")
+    safe = re.sub(r"[^A-Za-z0-9._:-]+", "-", text.strip()).strip("-")
+    if safe and len(safe) <= MAX_KEY_PART:
+        return safe
+    # Nothing key-safe left ("商品") or too long for a key: a readable prefix and a digest of the whole text,
+    # so the key stays valid and unique. Keys of ordinary subjects are unchanged (their tasks keep them).
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{safe[:MAX_KEY_PART - 11]}.{digest}" if safe else digest
 
 
 def marker(key: str) -> str:

@@ -77,13 +77,22 @@ def test_title_marker_reads_only_a_leading_marker(text):
     assert mk.title_marker(text) == ("CO-0123456789" if text == "[CO-0123456789] x" else None)
 
 
-@pytest.mark.xfail(strict=True, reason="resources/planner_markers.py + assets/planner_tasks.py: a task key is "
-                                       "`issue_key(kind, key_part(sku))`, and key_part drops every character outside "
-                                       "[A-Za-z0-9._:-]: SKUs that differ only there share one task, a SKU of only such "
-                                       "characters gives `kind/` (which validate_key refuses), and a SKU over ~100 "
-                                       "characters raises ValueError and fails the whole planner_tasks run")
-@pytest.mark.parametrize("skus", [("SKU-Ä1", "SKU-Ö1"), ("Jacket 1", "Jacket-1"), ("商品",), ("X" * 130,)],
-                         ids=["umlauts-collide", "space-collides", "empty-part", "too-long"])
+@pytest.mark.parametrize("skus", [("商品", "製品"), ("X" * 130, "X" * 129 + "Y"), ("SKU-1", "SKU-2")],
+                         ids=["no-key-character", "too-long", "ordinary"])
+def test_every_sku_gives_a_valid_key_of_its_own(skus):
+    keys = [mk.issue_key("channel-optimisation", "Marketplaces", mk.key_part(sku)) for sku in skus]
+    assert len(set(keys)) == len(skus) and all(mk.validate_key(k) == k for k in keys)
+
+
+def test_an_ordinary_sku_keeps_the_key_its_task_already_has():
+    assert mk.key_part(" SKU-100234 ") == "SKU-100234" and mk.key_part("A" * mk.MAX_KEY_PART) == "A" * mk.MAX_KEY_PART
+
+
+@pytest.mark.xfail(strict=True, reason="resources/planner_markers.py: key_part maps every run of characters outside "
+                                       "[A-Za-z0-9._:-] to `-`, so SKUs that differ only there share one task; "
+                                       "telling them apart changes existing tasks' keys (needs a migration)")
+@pytest.mark.parametrize("skus", [("SKU-Ä1", "SKU-Ö1"), ("Jacket 1", "Jacket-1")],
+                         ids=["umlauts-collide", "space-collides"])
 def test_known_gaps(skus):
     keys = [mk.issue_key("missing-attributes", mk.key_part(sku)) for sku in skus]
     assert len(set(keys)) == len(skus) and all(mk.validate_key(k) == k for k in keys)
