@@ -29,7 +29,7 @@ from assets.quarantine import check_storable, quarantine_row, reason_for, share_
 from assets.warehouse import ensure_tables, staging, table_schema, transaction
 from orchestration.partitions import daily_partitions, day_bounds, is_first_partition, partition_days
 from orchestration.settings import ProjectSettings
-from resources.threekit import Asset, Configuration, Order, ThreekitResource, format_time, parse_time
+from resources.threekit import Asset, Configuration, Order, ThreekitResource, format_time, time_field
 
 OWNERS = ["team:content-operations"]
 EXTRACTION_POLICY = dict(
@@ -252,8 +252,8 @@ def variant_row(raw: dict, now: datetime) -> dict:
     values = [(o.get("option") or {}).get("customId") for o in options]
     return {"id": raw["id"], "custom_id": raw.get("customId"), "item_id": raw.get("itemId"),
             "status": raw.get("status"), "option_values": [v for v in values if isinstance(v, str)],
-            "options": json.dumps(options), "created_at": parse_time(raw.get("createdAt")),
-            "updated_at": parse_time(raw.get("updatedAt")), "refreshed_at": now}
+            "options": json.dumps(options), "created_at": time_field(raw, "createdAt"),
+            "updated_at": time_field(raw, "updatedAt"), "refreshed_at": now}
 
 
 def _text(value) -> str | None:

@@ -94,6 +94,24 @@ def merge_keywords(current: list[str], additions: list[str]) -> list[str]:
     return merged
 
 
+def _section(parent: dict, name: str, where: str | None = None) -> dict:
+    """A nested object of the listing; absent reads as empty, anything but an object is refused by name."""
+    value = parent.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where or name}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _entries(value: Any) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise ValueError(f"CustomMetadata: expected a list of objects, got {type(value).__name__}")
+    return value
+
+
 class PhotoShelterImage(BaseModel):
     """One image with its custom metadata, flattened to the project's field names."""
 
@@ -124,19 +142,31 @@ class PhotoShelterImage(BaseModel):
 
     @classmethod
     def from_listing(cls, item: dict, gallery_id: str, field_map: dict[str, str] = DEFAULT_FIELD_MAP):
-        image = item.get("Image") or {}
-        iptc = image.get("Iptc") or {}
-        custom = {field_map[f["field_name"]]: f.get("tag") for f in item.get("CustomMetadata") or []
-                  if f.get("field_name") in field_map}
+        """Every value that cannot be read raises a ValueError naming its field (`Image.width: ...`), so the
+        quarantined record says where it went wrong."""
+        image = _section(item, "Image")
+        iptc = _section(image, "Iptc", "Image.Iptc")
+        link = _section(item, "ImageLink").get("link")
+        custom = {}
+        for entry in _entries(item.get("CustomMetadata")):
+            if entry.get("field_name") in field_map:
+                custom[field_map[entry["field_name"]]] = entry.get("tag")
+
+        def read(parse, name: str, section: dict = image, where: str = "Image"):
+            try:
+                return parse(section.get(name))
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"{where}.{name}: {exc}") from None
+
         return cls(
             image_id=item["image_id"], gallery_id=image.get("gallery_id") or gallery_id,
-            file_name=image.get("file_name"), file_size=parse_int(image.get("file_size")),
-            width=parse_int(image.get("width")), height=parse_int(image.get("height")),
-            updated_at=parse_time(image.get("updated_at")), uploaded_at=parse_time(image.get("uploaded_at")),
+            file_name=image.get("file_name"), file_size=read(parse_int, "file_size"),
+            width=read(parse_int, "width"), height=read(parse_int, "height"),
+            updated_at=read(parse_time, "updated_at"), uploaded_at=read(parse_time, "uploaded_at"),
             model_released=parse_bool(image.get("model_released")),
             property_released=parse_bool(image.get("property_released")),
-            keywords=split_keywords(iptc.get("keyword")), caption=iptc.get("caption"), title=iptc.get("title"),
-            link=(item.get("ImageLink") or {}).get("link"), **custom,
+            keywords=read(split_keywords, "keyword", iptc, "Image.Iptc"), caption=iptc.get("caption"),
+            title=iptc.get("title"), link=link, **custom,
         )
 
     def usable_on(self, day: date) -> bool:

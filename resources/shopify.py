@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import dagster as dg
@@ -86,7 +86,10 @@ def decimal_money(value: Any) -> Any:
     if isinstance(value, dict):
         out = {k: decimal_money(v) for k, v in value.items()}
         if isinstance(out.get("amount"), str) and "currencyCode" in out:
-            out["amount"] = Decimal(out["amount"])
+            try:
+                out["amount"] = Decimal(out["amount"])
+            except InvalidOperation:  # the schema's Decimal scalar is a plain decimal string
+                raise ValueError(f"amount: {out['amount'][:40]!r} is not a decimal amount") from None
         return out
     return value
 

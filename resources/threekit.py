@@ -56,6 +56,20 @@ def parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def time_field(raw: dict, name: str) -> datetime | None:
+    """`raw[name]` read by `parse_time`; a value that is not a timestamp is refused naming the field."""
+    value = raw.get(name)
+    try:
+        return parse_time(value)
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError(f"{name}: expected an ISO 8601 timestamp, got {printable_value(value)}") from None
+
+
+def printable_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def format_time(value: datetime) -> str:
     value = value.astimezone(UTC) if value.tzinfo else value
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
@@ -116,7 +130,7 @@ class Configuration(BaseModel):
                    price=to_decimal(metadata.get("price")), currency=metadata.get("currency"),
                    pricebook_id=metadata.get("pricebookId"), shopify_line_item_id=metadata.get("shopifyLineItemId"),
                    customer_id=raw.get("customerId"), thumbnail=raw.get("thumbnail"),
-                   created_at=parse_time(raw.get("createdAt")))
+                   created_at=time_field(raw, "createdAt"))
 
 
 class CartLine(BaseModel):
@@ -144,8 +158,8 @@ class Order(BaseModel):
                 for line in raw.get("cart") or [] if isinstance(line, dict) and line.get("configurationId")]
         return cls(id=raw["id"], short_id=raw.get("shortId"), name=raw.get("name"), status=raw["status"],
                    platform=raw.get("platform"), metadata=raw.get("metadata") or {}, cart=cart,
-                   customer_id=raw.get("customerId"), created_at=parse_time(raw.get("createdAt")),
-                   updated_at=parse_time(raw.get("updatedAt")))
+                   customer_id=raw.get("customerId"), created_at=time_field(raw, "createdAt"),
+                   updated_at=time_field(raw, "updatedAt"))
 
     @property
     def shopify_order_id(self) -> str | None:
@@ -161,7 +175,7 @@ class Pricebook(BaseModel):
     @classmethod
     def from_api(cls, raw: dict) -> Pricebook:
         return cls(id=raw["id"], name=raw.get("name"), currencies=raw.get("currencies") or [],
-                   deleted_at=parse_time(raw.get("deletedAt")))
+                   deleted_at=time_field(raw, "deletedAt"))
 
 
 class Asset(BaseModel):
@@ -181,17 +195,24 @@ class Asset(BaseModel):
 
     @classmethod
     def from_api(cls, raw: dict) -> Asset:
+        attributes = raw.get("attributes") or []
+        if not isinstance(attributes, list) or not all(isinstance(a, dict) for a in attributes):
+            raise ValueError(f"attributes: expected a list of objects, got {printable_value(attributes)}")
         prices: dict[str, dict[str, Decimal]] = {}
-        for attribute in raw.get("attributes") or []:
+        for attribute in attributes:
             if attribute.get("type") != "Pricing":
                 continue
             for entry in attribute.get("values") or []:
-                amounts = {c: to_decimal(a) for c, a in (entry.get("currencies") or {}).items()}
+                currencies = entry.get("currencies") if isinstance(entry, dict) else None
+                if not isinstance(currencies, dict | None):
+                    raise ValueError(f"attributes.{attribute.get('name')}.currencies: expected an object, "
+                                     f"got {printable_value(currencies)}")
+                amounts = {c: to_decimal(a) for c, a in (currencies or {}).items()}
                 prices.setdefault(entry.get("pricebook"), {}).update({c: a for c, a in amounts.items() if a is not None})
         return cls(id=raw["id"], name=raw.get("name"), type=raw.get("type", ""),
                    metadata=raw.get("metadata") or {}, proxy_id=raw.get("proxyId"),
-                   attributes=raw.get("attributes") or [], created_at=parse_time(raw.get("createdAt")),
-                   updated_at=parse_time(raw.get("updatedAt")), published_at=parse_time(raw.get("publishedAt")),
+                   attributes=attributes, created_at=time_field(raw, "createdAt"),
+                   updated_at=time_field(raw, "updatedAt"), published_at=time_field(raw, "publishedAt"),
                    prices=prices)
 
     def price(self, pricebook_id: str, currency: str) -> Decimal | None:

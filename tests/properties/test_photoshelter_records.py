@@ -131,14 +131,13 @@ def test_a_file_name_the_warehouse_cannot_store_is_quarantined_by_name(area, pai
     stage(area, [], [bad])
 
 
-@pytest.mark.xfail(strict=True, reason="resources/photoshelter.py: from_listing's parse_int/parse_time/split_keywords "
-                                       "and the `.get` on nested sections raise ValueError/AttributeError/TypeError "
-                                       "without the field's name (the record is still quarantined)")
-@pytest.mark.parametrize("change, field", [({"Image": {"width": "wide"}}, "width"),
-                                           ({"Image": {"updated_at": "yesterday"}}, "updated_at"),
-                                           ({"Image": "not an object"}, "Image"),
-                                           ({"Image": {"Iptc": {"keyword": 5}}}, "keyword")],
-                         ids=["width", "updated_at", "Image", "keyword"])
-def test_known_gaps(change, field):
+@pytest.mark.parametrize("change, field", [({"Image": {"width": "wide"}}, "Image.width:"),
+                                           ({"Image": {"updated_at": "yesterday"}}, "Image.updated_at:"),
+                                           ({"Image": "not an object"}, "Image: expected an object"),
+                                           ({"Image": {"Iptc": {"keyword": 5}}}, "Image.Iptc.keyword:"),
+                                           ({"Image": {"Iptc": ["x"]}}, "Image.Iptc: expected an object"),
+                                           ({"CustomMetadata": "sku=1"}, "CustomMetadata: expected a list")],
+                         ids=["width", "updated_at", "Image", "keyword", "Iptc", "CustomMetadata"])
+def test_an_unreadable_value_is_quarantined_naming_its_field(change, field):
     image, bad = read({"image_id": "I0001", **change})
     assert image is None and field in bad["reason"]
