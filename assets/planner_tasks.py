@@ -12,7 +12,7 @@ wanted; a task whose listing etag and desired hash are both unchanged is skipped
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -100,7 +100,7 @@ def desired_tasks(con, day: date, rules: QualityRules) -> list[tuple[DesiredTask
         "refresh_min": planner.refresh_min_changes}).fetchall()
     tasks = []
     for kind, subject, product_id, summary, owners, bucket, notes, urgent in rows:
-        parts = [mk.key_part(subject)]
+        parts = [subject]
         if kind == "channel-optimisation":
             parts.insert(0, _channel_of(notes, rules))
         if kind == "catalog-refresh":  # owners holds the category root: its owner runs the refresh
@@ -108,7 +108,7 @@ def desired_tasks(con, day: date, rules: QualityRules) -> list[tuple[DesiredTask
         assignees = tuple(sorted({rules.people[o].entra_id for o in owners or []
                                   if o in rules.people and rules.people[o].entra_id}))
         tasks.append((DesiredTask(
-            key=mk.issue_key(kind, *parts), summary=summary, bucket=bucket, assignees=assignees,
+            key=mk.issue_key(kind, *map(mk.key_part, parts)), former_key=mk.former_key(kind, *parts), summary=summary, bucket=bucket, assignees=assignees,
             priority=3 if urgent else 5, notes=tuple(notes or ()),
             checklist=tuple(planner.launch_checklist) if kind == "launch-ready" else ()), product_id))
     return tasks
@@ -118,12 +118,30 @@ def _channel_of(notes: list[str], rules: QualityRules) -> str:
     """The channel whose attribute rule a finding's detail names (the report keeps the attribute)."""
     for channel, channel_rules in rules.channel_rules.items():
         if any(rule.attribute in note for rule in channel_rules for note in notes):
-            return mk.key_part(channel)
+            return channel
     return "channel"
 
 
 def desired_hash(task: DesiredTask) -> str:
-    return hashlib.sha256(json.dumps(asdict(task), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """What the task should look like; `former_key` only says where to find it, so it is left out."""
+    wanted = {name: value for name, value in asdict(task).items() if name != "former_key"}
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def claim_former_keys(desired: list[tuple[DesiredTask, str | None]]) -> list[tuple[DesiredTask, str | None]]:
+    """Each task keyed the earlier way goes to one problem only: not to any while a problem still has
+    that very key (`Jacket-1` keeps it from `Jacket 1`), else to the first by key (`SKU-Ä1` before
+    `SKU-Ö1`); the others get tasks of their own."""
+    wanted = {task.key for task, _ in desired}
+    claimed: set[str] = set()
+    out = []
+    for task, product_id in sorted(desired, key=lambda pair: pair[0].key):
+        if task.former_key in wanted or task.former_key in claimed:
+            task = replace(task, former_key=None)
+        elif task.former_key:
+            claimed.add(task.former_key)
+        out.append((task, product_id))
+    return out
 
 
 def known_state(con) -> dict[str, tuple[str | None, str | None, str]]:
@@ -143,9 +161,13 @@ def remember(con, key: str, product_id: str | None, task_id: str | None, etag: s
 
 
 def reconcile(con, client, audit: AuditLog, day: date, rules: QualityRules, log) -> dict[str, int]:
-    desired = desired_tasks(con, day, rules)
+    desired = claim_former_keys(desired_tasks(con, day, rules))
     wanted_keys = {task.key for task, _ in desired}
     known = known_state(con)
+    for task, _ in desired:  # a task re-keyed this run is kept open under its new key, not closed
+        if task.former_key in known:
+            known[task.key] = known.get(task.key) or (known[task.former_key][0], None, None)
+            del known[task.former_key]
     index = client.load_index()
     listed = {task["id"]: task.get("@odata.etag") for task in index.tasks()}
     counts: dict[str, int] = {"desired": len(desired)}
@@ -167,6 +189,9 @@ def reconcile(con, client, audit: AuditLog, day: date, rules: QualityRules, log)
         found = [fresh] if fresh else index.candidates(task.key)
         remember(con, task.key, product_id, outcome.task_id, found[0].get("@odata.etag") if found else None,
                  digest if outcome.action != "deferred" else None, "open")
+        if task.former_key and outcome.action != "deferred":  # the problem's task now goes by the new key
+            con.execute("UPDATE planner_task_state SET status = 'rekeyed', updated_at = ? WHERE key = ? "
+                        "AND status = 'open'", [datetime.now(UTC), task.former_key])
     for key in sorted(set(known) - wanted_keys):
         if key.split("/", 1)[0] in PEOPLE_CLOSE:
             continue

@@ -235,9 +235,11 @@ class PlannerClient:
     def _created_by_us(self, task: dict) -> bool:
         return ((task.get("createdBy") or {}).get("application") or {}).get("id") == self.client_id
 
-    def _locate(self, key: str, index: PlanIndex, outcome: TaskOutcome) -> tuple[dict, dict] | None:
-        """The oldest task whose details carry this key (or no block yet). Younger ones are
-        duplicates: deleted when the app made them and nobody started them, else logged."""
+    def _locate(self, key: str, index: PlanIndex, outcome: TaskOutcome,
+                former_key: str | None = None) -> tuple[dict, dict] | None:
+        """The oldest task whose details carry this key (or no block yet, or the key it had before a
+        re-keying that did not finish). Younger ones are duplicates: deleted when the app made them and
+        nobody started them, else logged."""
         kept: tuple[dict, dict] | None = None
         for task in index.candidates(key):
             details = self.get_details(task["id"])
@@ -245,7 +247,7 @@ class PlannerClient:
                 index.drop(task["id"])
                 continue
             found_key = mk.split_description(details.get("description")).key
-            if found_key not in (None, key):
+            if found_key not in (None, key, former_key):
                 outcome.notes.append(f"marker collision with {found_key!r} on task {task['id']}: not ours")
                 continue
             if kept is None:
@@ -272,7 +274,12 @@ class PlannerClient:
         outcome = TaskOutcome(desired.key, "unchanged")
         try:
             bucket_id = self.bucket_id(desired.bucket)
-            found = self._locate(desired.key, index, outcome)
+            found = self._locate(desired.key, index, outcome, desired.former_key)
+            if found is None and desired.former_key:  # keyed the earlier way: take it over, re-keyed
+                found = self._locate(desired.former_key, index, outcome)
+                if found is not None:
+                    outcome.action = "migrated"
+                    index.drop(found[0]["id"])
             if found is None:
                 task, details = self._create(desired, bucket_id, index, outcome)
             else:
@@ -281,6 +288,7 @@ class PlannerClient:
             outcome.task_id = task["id"]
             task, wrote = self._update(path, task, lambda t: self._task_changes(t, desired, bucket_id))
             outcome.writes += wrote
+            index.drop(task["id"])
             index.add(mk.marker(desired.key), task)
             _, wrote_details = self._update(path + "/details", details, lambda d: self._details_changes(d, desired))
             outcome.writes += wrote_details
@@ -350,8 +358,17 @@ class PlannerClient:
             changes["description"] = mk.compose_description(details.get("description"), block)
         wanted = {mk.checklist_key(desired.key, item): item for item in desired.checklist}
         current = details.get("checklist") or {}
-        # New items only carry a title: `isChecked` belongs to people and is never sent.
-        checklist: dict = {k: {"@odata.type": CHECKLIST_TYPE, "title": t} for k, t in wanted.items() if k not in current}
+        # New items only carry a title: `isChecked` belongs to people and is never sent, except to carry
+        # their ticks over to a re-keyed item (item keys derive from the task key).
+        checklist: dict = {}
+        for item_key, item_title in wanted.items():
+            if item_key in current:
+                continue
+            checklist[item_key] = {"@odata.type": CHECKLIST_TYPE, "title": item_title}
+            former = mk.checklist_key(desired.former_key, item_title) if desired.former_key else None
+            if former in current:
+                checklist[item_key]["isChecked"] = bool(current[former].get("isChecked"))
+                checklist[former] = None
         for item_key, item in current.items():
             if item_key not in wanted and self._own_item(desired.key, item_key, item):
                 checklist[item_key] = None

@@ -45,15 +45,32 @@ def validate_key(key: str) -> str:
 
 
 def key_part(text: str) -> str:
-    """A subject part made safe for a key: trimmed, inner whitespace and other characters as `-`
-    (`" sku-100001"` -> `sku-100001`, `"Creative assignment"` -> `Creative-assignment`)."""
-    safe = re.sub(r"[^A-Za-z0-9._:-]+", "-", text.strip()).strip("-")
-    if safe and len(safe) <= MAX_KEY_PART:
-        return safe
-    # Nothing key-safe left ("商品") or too long for a key: a readable prefix and a digest of the whole text,
-    # so the key stays valid and unique. Keys of ordinary subjects are unchanged (their tasks keep them).
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    """A subject part made safe for a key, and different for different subjects. A trimmed subject of
+    key-safe characters is kept as it is (`" SKU-100234 "` -> `SKU-100234`); any other is written
+    key-safe plus a digest of the whole text (`"Jacket 1"` -> `Jacket-1.<10 hex>`), so `SKU-Ä1` and
+    `SKU-Ö1`, or `Jacket 1` and `Jacket-1`, never share a task."""
+    trimmed = text.strip()
+    if trimmed == former_key_part(text) and len(trimmed) <= MAX_KEY_PART:
+        return trimmed
+    safe = former_key_part(text)
+    digest = hashlib.sha256(trimmed.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{safe[:MAX_KEY_PART - 11]}.{digest}" if safe else digest
+
+
+def former_key_part(text: str) -> str:
+    """The part keys were made of before they told such subjects apart: every run of other characters
+    as `-`. Tasks keyed that way are found again through it and re-keyed (`DesiredTask.former_key`)."""
+    return re.sub(r"[^A-Za-z0-9._:-]+", "-", text.strip()).strip("-")
+
+
+def former_key(kind: str, *subject: str) -> str | None:
+    """The key `issue_key(kind, *map(key_part, subject))` had before, when it had another one."""
+    try:
+        former = issue_key(kind, *(former_key_part(part) for part in subject))
+    except ValueError:  # such a subject could not have a task then
+        return None
+    return None if former == issue_key(kind, *map(key_part, subject)) or not all(map(former_key_part, subject)) \
+        else former
 
 
 def marker(key: str) -> str:
@@ -159,12 +176,15 @@ class DesiredTask:
     due: datetime | None = None
     notes: tuple[str, ...] = ()
     checklist: tuple[str, ...] = ()  # item titles; keys derive from the key and the title's slug
+    # The key an earlier version gave this problem (see `former_key_part`), when it differs: its task is
+    # taken over and re-keyed instead of being closed while a new one is created.
+    former_key: str | None = None
 
 
 @dataclass
 class TaskOutcome:
     key: str
-    action: str  # created | adopted | updated | unchanged | completed | missing | deferred
+    action: str  # created | adopted | migrated | updated | unchanged | completed | missing | deferred
     task_id: str | None = None
     writes: int = 0  # accepted POST/PATCH/DELETE calls, duplicates removed included
     notes: list[str] = field(default_factory=list)

@@ -94,8 +94,21 @@ def admin_routes(state: SandboxState) -> list[Route]:
             return JSONResponse({"error": f"no product {product_id}"}, status_code=404)
         return JSONResponse({"deleted": product_id})
 
+    async def rename_product(request: Request) -> Response:
+        """Plays a person changing a product's SKU in the Plytix app (a v1 PATCH ignores `sku`)."""
+        body = await _json(request)
+        sku = body.get("sku") if isinstance(body, dict) else None
+        if not isinstance(sku, str) or not sku:
+            return JSONResponse({"error": "body must be {\"sku\": \"<new SKU>\"}"}, status_code=400)
+        renamed = state.con.execute("UPDATE products SET sku = ?, modified = ? WHERE id = ? RETURNING id",
+                                    [sku, state.now(), request.path_params["product_id"]]).fetchall()
+        if not renamed:
+            return JSONResponse({"error": f"no product {request.path_params['product_id']}"}, status_code=404)
+        return JSONResponse({"renamed": renamed[0][0], "sku": sku})
+
     return [
         Route("/_sandbox/plytix/products/{product_id}/delete", delete_product, methods=["POST"]),
+        Route("/_sandbox/plytix/products/{product_id}/sku", rename_product, methods=["POST"]),
         Route("/_sandbox/health", health),
         Route("/_sandbox/config", config, methods=["GET", "POST"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),

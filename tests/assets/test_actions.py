@@ -281,3 +281,36 @@ def test_fixing_a_product_closes_its_task_and_sends_no_new_alert(world):
     assert query(world, "SELECT status FROM planner_task_state WHERE key = ?", [key]) == [("completed",)]
     assert query(world, "SELECT count(*) FROM notification_outbox WHERE window_date = ? AND record_id = ?",
                  [NEXT, product_id]) == [(0,)]
+
+
+def test_a_task_keyed_the_earlier_way_is_rekeyed_not_closed_and_recreated(world):
+    """A SKU gains a character keys cannot hold (`SKU-1` -> `SKU-1 Ä`): the earlier version keyed both
+    `missing-attributes/SKU-1`, so that task is the one to keep. It is re-keyed in place: no task
+    created, none completed, the state row moves to the new key."""
+    key, product_id, task_id = query(world, "SELECT key, product_id, task_id FROM planner_task_state WHERE "
+                                            "status = 'open' AND key LIKE 'missing-attributes/SKU-%' AND product_id NOT IN "
+                                            "(SELECT product_id FROM catalog_quality_report WHERE rule = 'duplicate_sku') "
+                                            "ORDER BY key DESC LIMIT 1")[0]
+    sku = key.split("/", 1)[1]
+    its_tasks = query(world, "SELECT count(*) FROM planner_task_state WHERE status = 'open' AND key LIKE ?",
+                      [f"%/{sku}"])[0][0]  # missing attributes, and maybe launch or taxonomy
+    admin = world["admin"]
+    admin.post("/_sandbox/config", json={"sandbox_clock": f"{NEXT}T07:00:00Z"}).raise_for_status()
+    try:
+        admin.post(f"/_sandbox/plytix/products/{product_id}/sku", json={"sku": f"{sku} Ä"}).raise_for_status()
+    finally:
+        admin.post("/_sandbox/config", json={"sandbox_clock": ""}).raise_for_status()
+    for selection in (EXTRACTION, DERIVED):
+        assert world["run"](selection, partition_key=NEXT).success
+    posts_before = [w for w in writes(world, "planner") if w["method"] == "POST"]
+    result = world["run"](["planner_tasks"], partition_key=NEXT)
+    counts = metadata(result, "planner_tasks")
+    assert result.success and counts["tasks/migrated"] == its_tasks and not any(k.startswith("tasks/closed") for k in counts)
+    new_key = mk.issue_key("missing-attributes", mk.key_part(f"{sku} Ä"))
+    assert query(world, "SELECT key, status, task_id FROM planner_task_state WHERE key IN (?, ?) ORDER BY status",
+                 [key, new_key]) == [(new_key, "open", task_id), (key, "rekeyed", task_id)]
+    assert [w for w in writes(world, "planner") if w["method"] == "POST"] == posts_before
+    client = world["resources"]["planner"].get_client()
+    task = client.get_task(task_id)
+    assert task["percentComplete"] == 0 and mk.title_marker(task["title"]) == mk.marker(new_key)
+    assert client.task_key(task_id) == new_key

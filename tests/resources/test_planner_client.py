@@ -270,6 +270,37 @@ def test_younger_duplicates_the_app_made_are_deleted(fast):
     assert [w["method"] for w in task_writes(fast, idle["id"])] == ["DELETE"]
 
 
+def test_a_task_keyed_the_earlier_way_is_taken_over_with_its_checks_and_text(fast):
+    """SKU `Jacket 1` had the key `launch-ready/Jacket-1`; now it has its own. Its task is re-keyed in
+    place: same task, people's text and ticks kept, nothing created, then nothing more to write."""
+    client = make_client(fast)
+    subject = "Jacket 1 Ä"
+    former = desired(fast, mk.former_key_part(subject))
+    task_id = client.ensure_task(former).task_id
+    note = "Photos arrive Friday.\n"
+    ticked = mk.checklist_key(former.key, "Copy review")
+    details = client.get_details(task_id)
+    edit = {"user_id": person(fast, "apparel-merchandising@example.com"),
+            "details": {"description": note + details["description"],
+                        "checklist": {ticked: {"@odata.type": "microsoft.graph.plannerChecklistItem", "isChecked": True}}}}
+    fast.admin.post(f"/_sandbox/planner/tasks/{task_id}/edit", json=edit).raise_for_status()
+    now = desired(fast, mk.key_part(subject), former_key=mk.former_key("launch-ready", subject))
+    assert now.key != former.key and now.former_key == former.key
+    posts_before = [w for w in fast.writes("planner") if w["method"] == "POST"]
+    outcome = make_client(fast).ensure_task(now)
+    assert (outcome.action, outcome.task_id) == ("migrated", task_id)
+    assert [w for w in fast.writes("planner") if w["method"] == "POST"] == posts_before
+    task, after = client.get_task(task_id), client.get_details(task_id)
+    assert task["title"] == mk.title(now.key, now.summary)
+    assert after["description"] == note + mk.managed_block(now.key, now.notes)
+    assert set(after["checklist"]) == {mk.checklist_key(now.key, item) for item in LAUNCH_CHECKLIST}
+    assert after["checklist"][mk.checklist_key(now.key, "Copy review")]["isChecked"] is True
+    assert not after["checklist"][mk.checklist_key(now.key, "Image approval")]["isChecked"]
+    again = make_client(fast).ensure_task(now)
+    assert (again.action, again.task_id, again.writes) == ("unchanged", task_id, 0)
+    assert client.task_key(task_id) == now.key
+
+
 def test_completion_by_a_person_shows_through_the_client(fast):
     client = make_client(fast)
     target = desired(fast, "SKU-DONE")
