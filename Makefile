@@ -18,7 +18,7 @@ demo: $(INSTALLED)
 test: $(INSTALLED) postgres-server chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.security.dependency_audit
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run

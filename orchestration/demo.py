@@ -24,10 +24,12 @@ telemetry:
 concurrency:
   pools:
     default_limit: 1
-# A run whose process died (killed, out of memory) keeps its pool slot: every later warehouse step
-# would wait for it forever. Once the run is ended (Terminate in the UI), the daemon frees it.
+# A run whose process died (killed, out of memory) stays STARTED (this launcher cannot tell) and keeps
+# its pool slot: every later warehouse step would wait for it. The daemon fails a run past
+# max_runtime_seconds (or on Terminate in the UI), then frees its slots.
 run_monitoring:
   enabled: true
+  max_runtime_seconds: 43200
   free_slots_after_run_end_seconds: 60
 """
 

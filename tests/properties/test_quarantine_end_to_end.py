@@ -45,9 +45,9 @@ PLYTIX = [
     ("label-huge", lambda r: {**r, "label": HUGE_LABEL}, None),
 ]
 PHOTOSHELTER = [
-    ("image-not-object", lambda r: {**r, "Image": "garbled"}, "AttributeError"),
-    ("width-text", lambda r: {**r, "Image": {**(r.get("Image") or {}), "width": "wide"}}, "ValueError"),
-    ("custom-not-list", lambda r: {**r, "CustomMetadata": {"SKU": "x"}}, "AttributeError"),
+    ("image-not-object", lambda r: {**r, "Image": "garbled"}, "Image: expected an object, got str"),
+    ("width-text", lambda r: {**r, "Image": {**(r.get("Image") or {}), "width": "wide"}}, "Image.width: invalid literal"),
+    ("custom-not-list", lambda r: {**r, "CustomMetadata": {"SKU": "x"}}, "CustomMetadata: expected a list of objects"),
     ("sku-surrogate", lambda r: _custom(r, "SKU", lambda t: "SKU-\udc00"), "CustomMetadata."),
     ("sku-sql", lambda r: _custom(r, "SKU", lambda t: f"{t}{SQL_TAG}"), None),
 ]

@@ -30,7 +30,7 @@ import duckdb
 import httpx
 import pytest
 import yaml
-from dagster._daemon.monitoring import execute_concurrency_slots_iteration
+from dagster._daemon.monitoring import execute_concurrency_slots_iteration, execute_run_monitoring_iteration
 
 from assets.extraction import STAGE_BATCH_ROWS
 from orchestration.demo import DAGSTER_YAML
@@ -59,6 +59,7 @@ VOLATILE = {"extracted_at", "refreshed_at", "detected_at", "quarantined_at", "ru
             "planned_by_run", "planned_at", "updated_at", "task_id", "etag", "job_id", "submitted_at",
             "accepted_at", "last_polled_at", "finished_at", "next_attempt_at", "attempts", "last_error"}
 FREE_SLOTS_AFTER_S = 1  # the demo waits a minute; the test cannot
+MAX_RUNTIME_S = 5  # the demo allows 12 h
 HELD_S = 60  # how long the sandbox holds a committed answer: far longer than the kill takes
 
 
@@ -71,6 +72,7 @@ class Deployment:
         self.home.mkdir(parents=True)
         config = yaml.safe_load(DAGSTER_YAML)
         config["run_monitoring"]["free_slots_after_run_end_seconds"] = FREE_SLOTS_AFTER_S
+        config["run_monitoring"]["max_runtime_seconds"] = MAX_RUNTIME_S
         (self.home / "dagster.yaml").write_text(yaml.safe_dump(config))
         admin = httpx.Client(base_url=url, timeout=30)
         self.sandbox = Sandbox(url, admin, admin.get("/_sandbox/config").json())
@@ -108,15 +110,19 @@ class Deployment:
         return run
 
     def end_dead_run(self) -> dict:
-        """What Dagster does for a run whose worker died: it is ended (run monitoring, or Terminate in
-        the UI), then the monitoring daemon frees the pool slots it still holds."""
+        """What the monitoring daemon does for a run whose worker died: past its maximum runtime it is
+        failed, then the pool slots it still holds are freed (its passes have no public entry point)."""
         run = self.dead_run()
         held = _pool_holders(self.instance)
-        self.instance.report_run_failed(run, "run worker killed (SIGKILL)")
+        daemon = logging.getLogger("daemon")
+        record = self.instance.get_run_record_by_id(run.run_id)
+        time.sleep(max(0.0, MAX_RUNTIME_S + 0.2 - (time.time() - record.start_time)))
+        list(execute_run_monitoring_iteration(SimpleNamespace(instance=self.instance, create_request_context=lambda: None),
+                                              daemon))
+        ended = self.instance.get_run_by_id(run.run_id)
         time.sleep(FREE_SLOTS_AFTER_S + 0.2)
-        # The monitoring daemon's own pass over ended runs (it has no public entry point).
-        list(execute_concurrency_slots_iteration(SimpleNamespace(instance=self.instance), logging.getLogger("daemon")))
-        return {"run": run, "held_before": held, "held_after": _pool_holders(self.instance)}
+        list(execute_concurrency_slots_iteration(SimpleNamespace(instance=self.instance), daemon))
+        return {"run": run, "ended": ended, "held_before": held, "held_after": _pool_holders(self.instance)}
 
     def steps_of(self, run_id: str) -> dict[str, set[str]]:
         """Step keys by what the event log says happened to them in the run."""
@@ -286,7 +292,8 @@ def test_each_kill_landed_at_the_moment_under_test(crashed):
 
 def test_a_killed_run_never_ends_materialises_nothing_of_its_step_and_holds_the_pool(crashed):
     for name, kill in crashed["kills"].items():
-        assert kill["run"].status == dg.DagsterRunStatus.STARTED, name  # as Dagster left it
+        assert kill["run"].status == dg.DagsterRunStatus.STARTED, name  # as the dead worker left it
+        assert kill["ended"].status == dg.DagsterRunStatus.FAILURE, name  # then run monitoring failed it
         assert kill["step"] not in kill["materialised_in_run"], name
         # No partition of the killed step looks complete, though the derived one had days written:
         # it had never been materialised before, and the dead run recorded nothing.
@@ -296,6 +303,7 @@ def test_a_killed_run_never_ends_materialises_nothing_of_its_step_and_holds_the_
     # What frees it in the demo: its instance config ends the wait (the test shortens it).
     monitoring = yaml.safe_load(DAGSTER_YAML)["run_monitoring"]
     assert monitoring["enabled"] and monitoring["free_slots_after_run_end_seconds"] > 0
+    assert monitoring["max_runtime_seconds"] > 0
     world = crashed["world"]
     runs = world.instance.get_runs()
     assert Counter(r.status for r in runs) == {dg.DagsterRunStatus.FAILURE: 4, dg.DagsterRunStatus.SUCCESS: 4}
