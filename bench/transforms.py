@@ -26,7 +26,7 @@ from assets.quality import build_report, report_summary
 from assets.rules import load_rules
 from assets.snapshot import build_snapshot, snapshot_summary
 from assets.warehouse import ensure_tables
-from orchestration.settings import ProjectSettings
+from orchestration.settings import ProjectSettings, warehouse_config
 
 # A new version of CHANGED products on the day: description gone, so each gains a finding.
 CHANGE_SQL = """
@@ -57,7 +57,7 @@ def build_day(warehouse: str, day: date, rules) -> dict[str, float]:
     }
     for name, step in steps.items():
         start = time.perf_counter()
-        with duckdb.connect(warehouse) as con:
+        with duckdb.connect(warehouse, config=warehouse_config()) as con:
             ensure_tables(con)
             step(con)
         seconds[name] = time.perf_counter() - start

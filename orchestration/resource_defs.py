@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster_duckdb import DuckDBResource
 
-from orchestration.settings import ProjectSettings, dagster_value
+from orchestration.settings import ProjectSettings, dagster_value, warehouse_config
 from resources.opentext import OpenTextResource
 from resources.photoshelter import PhotoShelterResource
 from resources.planner import PlannerResource
@@ -17,7 +17,7 @@ def build_resources() -> dict:
     settings = ProjectSettings()
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     return {
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path), connection_config=warehouse_config()),
         "plytix": PlytixResource(
             auth_url=dagster_value("PLYTIX_AUTH_URL"), api_url=dagster_value("PLYTIX_API_URL"),
             api_key=dagster_value("PLYTIX_API_KEY"), api_password=dagster_value("PLYTIX_API_PASSWORD"),

@@ -80,6 +80,10 @@ class ProjectSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CATALOG_OPS_", extra="ignore")
 
     warehouse_path: Path = Path("var/warehouse.duckdb")
+    # DuckDB's memory limit per process: above it, joins and sorts spill to disk instead of growing.
+    # 1200MB keeps a 1M-product build under 1.5 GiB RSS at ~15 % more time (README, Performance);
+    # empty means DuckDB's own default, 80 % of the machine's memory.
+    warehouse_memory_limit: str = "1200MB"
     partitions_start: date = date(2026, 8, 1)
     rules_path: Path | None = None
     # Delay before Dagster retries a failed extraction (then doubled, with jitter); the retry resumes.
@@ -92,3 +96,9 @@ class ProjectSettings(BaseSettings):
     # DAGSTER_UI_URL is the contracts' public name for it.
     dagster_ui_url: str = Field("http://127.0.0.1:3000",
                                 validation_alias=AliasChoices("DAGSTER_UI_URL", "CATALOG_OPS_DAGSTER_UI_URL"))
+
+
+def warehouse_config() -> dict[str, str]:
+    """The DuckDB settings every warehouse connection opens with (the resource's and the bench's)."""
+    limit = ProjectSettings().warehouse_memory_limit.strip()
+    return {"memory_limit": limit} if limit else {}

@@ -60,3 +60,22 @@ def test_every_warehouse_writer_is_in_the_serialising_pool():
     writers = [a for a in assets if "warehouse" in a.required_resource_keys]
     assert len(writers) == len(assets) == 21  # every asset keeps its state in the warehouse
     assert {node.pool for a in writers for node in [a.node_def]} == {"duckdb_warehouse"}
+
+
+def test_warehouse_connections_open_with_the_memory_limit_from_the_environment(tmp_path, monkeypatch):
+    from orchestration.resource_defs import build_resources
+
+    monkeypatch.setenv("CATALOG_OPS_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+
+    def limit() -> str:
+        with build_resources()["warehouse"].get_connection() as con:
+            return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    monkeypatch.setenv("CATALOG_OPS_WAREHOUSE_MEMORY_LIMIT", "300MB")
+    capped = limit()
+    monkeypatch.delenv("CATALOG_OPS_WAREHOUSE_MEMORY_LIMIT")
+    default = limit()
+    monkeypatch.setenv("CATALOG_OPS_WAREHOUSE_MEMORY_LIMIT", "")
+    duckdb_own = limit()
+    assert capped == "286.1 MiB" and default == "1.1 GiB"  # DuckDB reports the byte count in binary units
+    assert duckdb_own not in (capped, default)  # 80 % of this machine's memory
