@@ -69,7 +69,10 @@ def dagster_home() -> Path:
     home = ROOT / ".dagster_home"
     home.mkdir(exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    # Ours (it starts with our first line) is brought up to date, so a checkout that pulled new instance
+    # settings gets them; a file someone wrote themselves is left alone.
+    ours = not config.exists() or config.read_text().startswith(DAGSTER_YAML.splitlines()[0])
+    if ours and (not config.exists() or config.read_text() != DAGSTER_YAML):
         config.write_text(DAGSTER_YAML)
     return home
 
