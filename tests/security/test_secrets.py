@@ -31,7 +31,7 @@ from dagster_graphql.test.utils import define_out_of_process_context, execute_da
 from assets.warehouse import TABLES
 from orchestration.definitions import action_assets, catalog_assets
 from orchestration.resource_defs import build_resources
-from orchestration.settings import SECRETS, SERVICE_ENV, SERVICE_ENV_PREFIXES
+from orchestration.settings import SECRETS, SERVICE_ENV, SERVICE_ENV_PREFIXES, warehouse_config
 from tests.conftest import start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.slow  # ~30 s: a sandbox, nine real runs and a code server for GraphQL
@@ -224,9 +224,9 @@ def test_failed_runs_say_what_failed_without_the_secret(world):
 
 
 def test_the_warehouse_holds_no_secret(world):
-    # Through the project's resource: a run that failed inside `get_connection` leaves its connection
+    # Configured as the project's resource: a run that failed inside `get_connection` leaves its connection
     # open (dagster-duckdb closes it only on success), and DuckDB refuses a second, differently configured one.
-    with DuckDBResource(database=str(world["warehouse"])).get_connection() as con:
+    with DuckDBResource(database=str(world["warehouse"]), connection_config=warehouse_config()).get_connection() as con:
         present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         for table in sorted(present & set(TABLES)):
             rows = con.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608 (names from TABLES)
