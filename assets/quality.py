@@ -24,21 +24,27 @@ WITH p AS (
     SELECT *, json_merge_patch(attributes, json_object('label', label)) AS fields
     FROM catalog_snapshot WHERE snapshot_date = $day
 ),
-img AS (
-    SELECT product_id,
-           bool_or(image_id IS NOT NULL) AS has_images,
-           bool_or(approval_status = 'Approved') AS has_approved,
-           list(DISTINCT image_id ORDER BY image_id) FILTER (WHERE approval_status = 'Approved'
-               AND license_expiration_date < $day) AS expired,
-           list(DISTINCT image_id ORDER BY image_id) FILTER (WHERE approval_status = 'Approved'
-               AND license_expiration_date >= $day AND license_expiration_date < $day + $expiring_days)
-               AS expiring,
-           flatten(list(allowed_channels) FILTER (WHERE approval_status = 'Approved'
-               AND license_expiration_date < $day)) AS expired_channels,
-           flatten(list(allowed_channels) FILTER (WHERE approval_status = 'Approved'
-               AND license_expiration_date >= $day AND license_expiration_date < $day + $expiring_days))
-               AS expiring_channels
+-- Two flags for every product, then the lists only for the few products with expired or expiring
+-- rights: list aggregates over all 3M image rows (one state per product) were most of this SQL's memory.
+img_flags AS (
+    SELECT product_id, bool_or(image_id IS NOT NULL) AS has_images,
+           bool_or(approval_status = 'Approved') AS has_approved
     FROM product_images WHERE snapshot_date = $day GROUP BY product_id
+),
+img_rights AS (
+    SELECT product_id,
+           list(DISTINCT image_id ORDER BY image_id) FILTER (WHERE license_expiration_date < $day) AS expired,
+           list(DISTINCT image_id ORDER BY image_id) FILTER (WHERE license_expiration_date >= $day) AS expiring,
+           flatten(list(allowed_channels) FILTER (WHERE license_expiration_date < $day)) AS expired_channels,
+           flatten(list(allowed_channels) FILTER (WHERE license_expiration_date >= $day)) AS expiring_channels
+    FROM product_images
+    WHERE snapshot_date = $day AND approval_status = 'Approved' AND license_expiration_date < $day + $expiring_days
+    GROUP BY product_id
+),
+img AS (
+    SELECT f.product_id, f.has_images, f.has_approved, r.expired, r.expiring, r.expired_channels,
+           r.expiring_channels
+    FROM img_flags f LEFT JOIN img_rights r USING (product_id)
 ),
 known_category AS (
     SELECT p.product_id, bool_or(p.category_path[1:len(f.prefix)] = f.prefix) AS known,
