@@ -19,9 +19,10 @@ from resources.plytix import PlytixResource, format_timestamp
 # whose small results are read with ->> and casts. Seven single-path calls plus one per locale
 # re-parsed the whole document each time: three quarters of the snapshot's time at 100k products.
 SNAPSHOT_SQL = """
-WITH latest AS (
-    SELECT * FROM plytix_product_changes WHERE partition_date <= $day
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY modified DESC, extracted_at DESC) = 1
+WITH latest AS (  -- by row id from a narrow aggregate: a window would sort every wide row (its attributes)
+    SELECT * FROM plytix_product_changes WHERE rowid IN (
+        SELECT arg_max(rowid, (modified, extracted_at)) FROM plytix_product_changes WHERE partition_date <= $day
+        GROUP BY id)
 ),
 gone AS (  -- deleted by the end of D, per the full-ID reconciliation
     SELECT id FROM plytix_deletions WHERE detected_at < $day + INTERVAL 1 DAY
