@@ -20,9 +20,8 @@ from orchestration.settings import ProjectSettings
 
 FINDINGS_SQL = """
 CREATE OR REPLACE TEMP TABLE raw_findings AS
-WITH p AS (
-    SELECT *, json_merge_patch(attributes, json_object('label', label)) AS fields
-    FROM catalog_snapshot WHERE snapshot_date = $day
+WITH p AS (  -- every attribute a rule reads, parsed once per product (`field_value` looks one up)
+    SELECT *, json_extract_string(attributes, $paths) AS vals FROM catalog_snapshot WHERE snapshot_date = $day
 ),
 -- Two flags for every product, then the lists only for the few products with expired or expiring
 -- rights: list aggregates over all 3M image rows (one state per product) were most of this SQL's memory.
@@ -54,17 +53,17 @@ known_category AS (
 findings AS (
     SELECT p.product_id, 'missing_required_attribute' AS rule, r.attribute AS detail, NULL AS channel
     FROM p JOIN cfg_required r ON r.category_root IS NULL
-    WHERE coalesce(json_extract_string(p.fields, '$.' || r.attribute), '') = ''
+    WHERE field_value(p.label, p.vals, $names, r.attribute) = ''
   UNION ALL
     SELECT p.product_id, 'missing_category_attribute', r.attribute, NULL
     FROM p JOIN cfg_required r ON r.category_root = p.category_root
-    WHERE coalesce(json_extract_string(p.fields, '$.' || r.attribute), '') = ''
+    WHERE field_value(p.label, p.vals, $names, r.attribute) = ''
   UNION ALL
     SELECT p.product_id, 'channel_attribute_invalid',
            c.channel || ': ' || c.attribute || CASE WHEN v.value = '' THEN ' missing'
                 ELSE ' longer than ' || c.max_length || ' characters' END, c.channel
     FROM p JOIN cfg_channel c ON list_contains(p.sales_channels, c.channel),
-         LATERAL (SELECT coalesce(json_extract_string(p.fields, '$.' || c.attribute), '') AS value) v
+         LATERAL (SELECT field_value(p.label, p.vals, $names, c.attribute) AS value) v
     WHERE v.value = '' OR (c.max_length IS NOT NULL AND length(v.value) > c.max_length)
   UNION ALL
     SELECT p.product_id, 'missing_images', 'no image matched by SKU, style code or family', NULL
@@ -96,7 +95,7 @@ findings AS (
     FROM p JOIN known_category k USING (product_id) WHERE k.known AND NOT k.family_ok
   UNION ALL
     SELECT p.product_id, 'missing_translation', l.locale, NULL
-    FROM p JOIN cfg_locale l ON coalesce(json_extract_string(p.fields, '$.' || l.attribute), '') = ''
+    FROM p JOIN cfg_locale l ON field_value(p.label, p.vals, $names, l.attribute) = ''
 )
 SELECT product_id, rule, string_agg(detail, '; ' ORDER BY detail) AS detail, min(channel) AS channel
 FROM findings GROUP BY product_id, rule
@@ -167,10 +166,29 @@ def load_rule_tables(con, rules: QualityRules) -> None:
     con.execute("ALTER TABLE cfg_channel ALTER max_length TYPE INTEGER")
 
 
+# A rule's attribute on one product: `label` is the product's own field, the rest come from `vals`,
+# the product's attributes at `names`' paths. Missing, null and empty all read as ''.
+FIELD_VALUE_MACRO = """
+CREATE OR REPLACE TEMP MACRO field_value(label, vals, names, attribute) AS
+    coalesce(CASE WHEN attribute = 'label' THEN label ELSE vals[list_position(names, attribute)] END, '')
+"""
+
+
+def rule_attributes(rules: QualityRules) -> list[str]:
+    """Every attribute a rule reads, in a fixed order."""
+    names = {*rules.required_attributes.global_, *rules.locales.values(),
+             *(a for attrs in rules.required_attributes.by_category.values() for a in attrs),
+             *(r.attribute for rs in rules.channel_rules.values() for r in rs)}
+    return sorted(names)
+
+
 def build_report(con, day: date, rules: QualityRules) -> int:
     load_rule_tables(con, rules)
+    con.execute(FIELD_VALUE_MACRO)
+    names = rule_attributes(rules)
     con.execute(FINDINGS_SQL, {"day": day, "expiring_days": rules.images.expiring_within_days,
-                               "hero_stages": rules.images.stages_needing_hero})
+                               "hero_stages": rules.images.stages_needing_hero, "names": names,
+                               "paths": [f"$.{name}" for name in names]})
     return replace_partitions(con, "catalog_quality_report", "report_date", day, day + timedelta(days=1), REPORT_SQL,
                               {"day": day, "launch_stage": rules.launch.stage, "default_owner": rules.owners.default})
 
