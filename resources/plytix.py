@@ -7,6 +7,7 @@ model per record; `PlytixProduct` validates one record where a typed view is wor
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -211,23 +212,23 @@ class PlytixClient:
                     return cursor
                 raise
             items = reply["data"]
-            fresh = [item for item in items if item["id"] not in seen_at_cursor]
+            fresh = _unseen(items, seen_at_cursor)
             if fresh:
                 yield fresh
             if len(items) < PAGE_SIZE:
                 return None
             last = parse_timestamp(items[-1]["modified"])
             if last == cursor:  # a whole page on one instant (an import burst): read the instant
-                seen = set(seen_at_cursor) | {item["id"] for item in items}
+                seen = set(seen_at_cursor) | {record_id(item) for item in items}
                 for page in self.iter_product_pages([[_filter("modified", "eq", cursor)]], fields):
-                    fresh = [item for item in page if item["id"] not in seen]
+                    fresh = _unseen(page, seen)
                     if fresh:
                         yield fresh
-                    seen.update(item["id"] for item in page)
+                    seen.update(record_id(item) for item in page)
                 reply_after = [[_filter("modified", "gt", cursor), _filter("modified", "lt", end)]]
                 resume = yield from self._after_instant(reply_after, end, fields)
                 return resume
-            seen_at_cursor = {item["id"] for item in items if parse_timestamp(item["modified"]) == last}
+            seen_at_cursor = {record_id(item) for item in items if parse_timestamp(item["modified"]) == last}
             cursor = last
 
     def _after_instant(self, filters: list, end: datetime, fields: list[str]):
@@ -339,6 +340,20 @@ def _window(start: datetime, end: datetime) -> list:
     return [[_filter("modified", "gte", start), _filter("modified", "lt", end)]]
 
 
+def record_id(item: Any) -> str:
+    """What a search result is deduplicated by: its id, or for a record without one (passed on, to be
+    quarantined) a digest of its content, so re-reading it at a window's edge does not repeat it."""
+    found = item.get("id") if isinstance(item, dict) else None
+    if isinstance(found, str):
+        return found
+    content = json.dumps(item, sort_keys=True, default=repr, ensure_ascii=True)
+    return "unidentified:" + hashlib.sha256(content.encode()).hexdigest()
+
+
+def _unseen(items: list, seen: set) -> list:
+    return [item for item in items if record_id(item) not in seen]
+
+
 def _halves(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     middle = start + (end - start) / 2
     return [(start, middle), (middle, end)]
@@ -347,8 +362,8 @@ def _halves(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
 def _dedupe(pages: Iterator[list[dict]]) -> Iterator[list[dict]]:
     seen: set[str] = set()
     for page in pages:
-        fresh = [item for item in page if item["id"] not in seen]
-        seen.update(item["id"] for item in page)
+        fresh = _unseen(page, seen)
+        seen.update(record_id(item) for item in page)
         if fresh:
             yield fresh
 
