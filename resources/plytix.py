@@ -19,7 +19,7 @@ import dagster as dg
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from resources.http import Conflict, HttpService, Pacer, RequestRejected, RetryPolicy, ServiceError
+from resources.http import Conflict, HttpService, MalformedResponse, Pacer, RequestRejected, RetryPolicy, ServiceError
 
 PAGE_SIZE = 100  # the service's maximum
 SPLIT_ABOVE = 9_000  # split a window before it reaches the 10 000 sort cap
@@ -154,13 +154,23 @@ class PlytixClient:
         """One raw search page: `{"data": [...], "pagination": {...}}`."""
         body = {"filters": filters or [], "attributes": attributes or [],
                 "pagination": {"page": page, "page_size": page_size, "order": order}}
+        where = f"page {page} ({_describe(filters)}{f', by {order}' if order else ''})"
         try:
-            return self._call("POST", "/api/v1/products/search", json=body).body
+            reply = self._call("POST", "/api/v1/products/search", json=body)
         except ServiceError as exc:
             # Every page of every read is this one path: name the page, so the error says which one failed.
-            where = f"page {page} ({_describe(filters)}{f', by {order}' if order else ''})"
             raise type(exc)(exc.service, exc.method, exc.path, exc.status, exc.request_id, f"{where}: {exc.detail}",
                             exc.attempts) from None
+        if order == "modified":  # a keyset read steers by `modified`: one it cannot read fails it, by name
+            for index, item in enumerate((reply.body or {}).get("data") or []):
+                value = item.get("modified") if isinstance(item, dict) else None
+                try:
+                    parse_timestamp(value)
+                except (TypeError, ValueError, AttributeError):
+                    raise MalformedResponse("plytix", "POST", "/api/v1/products/search", reply.status,
+                                            reply.request_id, f"{where}: record {index} (id {record_id(item)}): "
+                                            f"modified {str(value)[:40]!r} is not a timestamp") from None
+        return reply.body
 
     def count_products(self, filters: list) -> int:
         """Unsorted probe with page_size 1: reads `total_count` without any risk of a 428."""
