@@ -108,7 +108,8 @@ def desired_tasks(con, day: date, rules: QualityRules) -> list[tuple[DesiredTask
         assignees = tuple(sorted({rules.people[o].entra_id for o in owners or []
                                   if o in rules.people and rules.people[o].entra_id}))
         tasks.append((DesiredTask(
-            key=mk.issue_key(kind, *map(mk.key_part, parts)), former_key=mk.former_key(kind, *parts), summary=summary, bucket=bucket, assignees=assignees,
+            key=mk.issue_key(kind, *map(mk.key_part, parts)), former_key=mk.former_key(kind, *parts),
+            summary=summary, bucket=bucket, assignees=assignees,
             priority=3 if urgent else 5, notes=tuple(notes or ()),
             checklist=tuple(planner.launch_checklist) if kind == "launch-ready" else ()), product_id))
     return tasks

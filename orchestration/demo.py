@@ -71,8 +71,8 @@ def dagster_home() -> Path:
     config = home / "dagster.yaml"
     # Ours (it starts with our first line) is brought up to date, so a checkout that pulled new instance
     # settings gets them; a file someone wrote themselves is left alone.
-    ours = not config.exists() or config.read_text().startswith(DAGSTER_YAML.splitlines()[0])
-    if ours and (not config.exists() or config.read_text() != DAGSTER_YAML):
+    current = config.read_text() if config.exists() else None
+    if current is None or (current != DAGSTER_YAML and current.startswith(DAGSTER_YAML.splitlines()[0])):
         config.write_text(DAGSTER_YAML)
     return home
 

@@ -17,7 +17,7 @@ def build_resources() -> dict:
     settings = ProjectSettings()
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     return {
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path), connection_config=warehouse_config()),
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path), connection_config=warehouse_config(settings)),
         "plytix": PlytixResource(
             auth_url=dagster_value("PLYTIX_AUTH_URL"), api_url=dagster_value("PLYTIX_API_URL"),
             api_key=dagster_value("PLYTIX_API_KEY"), api_password=dagster_value("PLYTIX_API_PASSWORD"),

@@ -98,7 +98,7 @@ class ProjectSettings(BaseSettings):
                                 validation_alias=AliasChoices("DAGSTER_UI_URL", "CATALOG_OPS_DAGSTER_UI_URL"))
 
 
-def warehouse_config() -> dict[str, str]:
+def warehouse_config(settings: ProjectSettings | None = None) -> dict[str, str]:
     """The DuckDB settings every warehouse connection opens with (the resource's and the bench's)."""
-    limit = ProjectSettings().warehouse_memory_limit.strip()
+    limit = (settings or ProjectSettings()).warehouse_memory_limit.strip()
     return {"memory_limit": limit} if limit else {}

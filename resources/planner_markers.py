@@ -49,10 +49,9 @@ def key_part(text: str) -> str:
     key-safe characters is kept as it is (`" SKU-100234 "` -> `SKU-100234`); any other is written
     key-safe plus a digest of the whole text (`"Jacket 1"` -> `Jacket-1.<10 hex>`), so `SKU-Ä1` and
     `SKU-Ö1`, or `Jacket 1` and `Jacket-1`, never share a task."""
-    trimmed = text.strip()
-    if trimmed == former_key_part(text) and len(trimmed) <= MAX_KEY_PART:
+    trimmed, safe = text.strip(), former_key_part(text)
+    if safe == trimmed and len(trimmed) <= MAX_KEY_PART:
         return trimmed
-    safe = former_key_part(text)
     digest = hashlib.sha256(trimmed.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{safe[:MAX_KEY_PART - 11]}.{digest}" if safe else digest
 
@@ -65,12 +64,14 @@ def former_key_part(text: str) -> str:
 
 def former_key(kind: str, *subject: str) -> str | None:
     """The key `issue_key(kind, *map(key_part, subject))` had before, when it had another one."""
-    try:
-        former = issue_key(kind, *(former_key_part(part) for part in subject))
-    except ValueError:  # such a subject could not have a task then
+    parts = [former_key_part(part) for part in subject]
+    if not all(parts):  # nothing key-safe in a part: such a subject could not have a task then
         return None
-    return None if former == issue_key(kind, *map(key_part, subject)) or not all(map(former_key_part, subject)) \
-        else former
+    try:
+        former = issue_key(kind, *parts)
+    except ValueError:  # too long for a key: the same
+        return None
+    return None if former == issue_key(kind, *map(key_part, subject)) else former
 
 
 def marker(key: str) -> str:
